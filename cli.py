@@ -62,12 +62,15 @@ def done(message: str, path: Any) -> None:
 @click.option("--dataset", default=None, help="Class table to use (ntu60, ntu120, pku51, msr); inferred when omitted.")
 @click.option("--labels", type=ExistingPath, default=None, help="PKU-MMD label directory or file.")
 @click.option("--skip-bad", is_flag=True, help="Skip and report bad samples instead of stopping.")
-def prepare(fmt, input_path, out, num_frames, max_bodies, dataset, labels, skip_bad) -> None:
+@click.option("--center", type=click.Choice(["first", "frame", "none"]), default="first", show_default=True,
+              help="Centring: body-centre joint of the first valid frame (first), per frame as 2s-AGCN/CrossCLR "
+                   "(frame), or none.")
+def prepare(fmt, input_path, out, num_frames, max_bodies, dataset, labels, skip_bad, center) -> None:
     """Read raw skeleton data into one canonical, checked skeleton cache."""
     from pipeline.prepare import PrepareConfig, prepare as run
 
     res = run(PrepareConfig(format=fmt, input=input_path, out=out, num_frames=num_frames, max_bodies=max_bodies,
-                            dataset=dataset, labels=labels, skip_bad=skip_bad))
+                            dataset=dataset, labels=labels, skip_bad=skip_bad, center=center))
     for sample_id, reason in res.skipped:
         click.echo(f"skipped {sample_id}: {reason}")
     done(f"wrote {res.num_samples} samples of {res.num_classes} classes", res.path)
