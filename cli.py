@@ -272,19 +272,24 @@ def report(runs, csv_path) -> None:
 @click.argument("files", nargs=-1, required=True, type=ExistingPath)
 @click.option("--backbone", required=True, type=ExistingPath, help="Backbone checkpoint.")
 @click.option("--estimator", "run_dir", required=True, type=ExistingPath, help="Run directory of fit-estimator.")
-@click.option("--labels", "labels", multiple=True, required=True, help="Candidate action (free text); repeatable.")
+@click.option("--labels", "labels", multiple=True,
+              help="Candidate action (free text); repeatable. Default: the run's unseen classes.")
+@click.option("--label-template", default=None, help='Wrap candidates, e.g. "a person is {}" (default: the run\'s).')
+@click.option("--center", type=click.Choice(["first", "frame", "none"]), default=None,
+              help="Centring of the raw files (default: as the backbone's skeleton cache was prepared).")
 @click.option("--format", "fmt", default=None, help="Input format of the files (inferred when omitted).")
 @click.option("--encoder", default=None, help="Text encoder (default: the one the run's text cache used).")
 @click.option("--top-k", default=5, show_default=True)
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
-def predict(files, backbone, run_dir, labels, fmt, encoder, top_k, device, as_json) -> None:
+def predict(files, backbone, run_dir, labels, label_template, center, fmt, encoder, top_k, device, as_json) -> None:
     """Rank free-text candidate actions for raw skeleton files."""
-    from pipeline.predict import PredictConfig, predict as run
+    from pipeline.predict import PredictConfig, format_predictions, predict as run
 
     table = run(PredictConfig(backbone=backbone, run=run_dir, labels=tuple(labels), files=tuple(files), format=fmt,
-                              encoder=encoder, top_k=top_k, device=device, json=as_json))
-    click.echo(table.to_json(orient="records", indent=2) if as_json else table.to_string(index=False))
+                              encoder=encoder, top_k=top_k, device=device, json=as_json,
+                              label_template=label_template, center=center))
+    click.echo(format_predictions(table, as_json))
 
 
 @main.command("fit-baseline")
