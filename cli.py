@@ -123,7 +123,8 @@ def pretrain_backbone(skeletons, split, arch, size, out, epochs, batch_size, lr,
                              batch_size=batch_size, lr=lr, weight_decay=weight_decay, val_fraction=val_fraction,
                              test_fraction=test_fraction, protocol=protocol, device=device, seed=seed,
                              resume=not no_resume, init=init, num_workers=num_workers))
-    done(f"best seen-class validation accuracy {res.best_val_acc:.4f} (epoch {res.best_epoch})", res.path)
+    done(f"{res.epochs_run} epochs; best seen-class validation accuracy {res.best_val_acc:.4f} "
+         f"(epoch {res.best_epoch})", res.path)
 
 
 @main.command("extract-visual")
