@@ -141,14 +141,16 @@ def pretrain_backbone(skeletons, split, arch, size, out, epochs, batch_size, lr,
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--no-resume", is_flag=True, help="Start over instead of resuming an interrupted run.")
+@click.option("--workers", type=int, default=None, help="Reader processes (default: 4 on CUDA, 0 on CPU).")
 def extract_visual(skeletons, backbone, out, views, masking, keyframes, random_drop, batch_size, chunk_size,
-                   device, seed, no_resume) -> None:
+                   device, seed, no_resume, workers) -> None:
     """Stage one: run the backbone once over full and keyframe-masked sequences, cache the features."""
     from pipeline.extract import ExtractConfig, extract_visual as run
 
     path = run(ExtractConfig(skeletons=skeletons, backbone=backbone, out=out, views=views, masking=masking,
                              keyframes=keyframes, random_drop=random_drop, batch_size=batch_size,
-                             chunk_size=chunk_size, device=device, seed=seed, resume=not no_resume))
+                             chunk_size=chunk_size, device=device, seed=seed, resume=not no_resume,
+                             workers=workers))
     done("wrote visual cache", path)
 
 
