@@ -243,17 +243,18 @@ def _floats(values: tuple[str, ...], default: tuple[float, ...]) -> tuple[float,
 @click.option("--warmup", default=15, show_default=True, help="Linear warm-up epochs before the cosine schedule.")
 @click.option("--gzsl", is_flag=True, help="Also evaluate generalized ZSL (calibrated stacking and gate).")
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
+@click.option("--hidden", default="1024,512", show_default=True, help="Estimator MLP hidden widths.")
 @click.option("--seed", default=0, show_default=True)
 def fit_estimator(visual, text, out, kinds, combine, splits_, alpha, lam, no_temporal, negatives, lr, epochs,
-                  batch_size, warmup, gzsl, device, seed) -> None:
+                  batch_size, warmup, gzsl, device, hidden, seed) -> None:
     """Stage two: train the SMIE mutual-information estimator on the caches and evaluate it honestly."""
     from pipeline.fit import FitConfig, fit_estimator as run
 
     res = run(FitConfig(visual=visual, text=text, out=out, kinds=tuple(kinds), combine=combine, split=tuple(splits_),
                         alpha=_floats(alpha, (0.1,)), lam=_floats(lam, (0.5,)), temporal=not no_temporal,
                         negatives=negatives, lr=lr, epochs=epochs, batch_size=batch_size, warmup=warmup, gzsl=gzsl,
-                        device=device, seed=seed))
-    click.echo(res.summary)
+                        device=device, seed=seed, hidden=tuple(int(h) for h in hidden.split(","))))
+    click.echo(res.table)
     done("run written", res.path)
 
 
@@ -317,7 +318,7 @@ def fit_baseline(name, visual, text, out, kinds, combine, splits_, epochs, lr, b
     res = run(BaselineConfig(name=name, visual=visual, text=text, out=out, kinds=tuple(kinds), combine=combine,
                              split=tuple(splits_), epochs=epochs, lr=lr, batch_size=batch_size, gzsl=gzsl,
                              device=device, seed=seed))
-    click.echo(res.summary)
+    click.echo(res.table)
     done("run written", res.path)
 
 

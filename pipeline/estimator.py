@@ -62,11 +62,18 @@ class SMIEEstimator(nn.Module):
                            alpha=float(alpha), lam=float(lam), temporal=bool(temporal), negatives=negatives)
         self.alpha, self.lam, self.temporal, self.negatives = float(alpha), float(lam), bool(temporal), negatives
         self.score_chunk = int(score_chunk)
-        self.ln = nn.LayerNorm([visual_dim], elementwise_affine=False)
         h0, h1 = hidden
         self.l0 = nn.Linear(visual_dim + sem_dim, h0)
         self.l1 = nn.Linear(h0, h1)
         self.l2 = nn.Linear(h1, 1)
+
+    @staticmethod
+    def ln(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+        """``nn.LayerNorm(D, elementwise_affine=False)`` written out: on small CPU batches the fused kernel
+        stalls on its thread pool (milliseconds per call), the plain formula does not; same values."""
+        mean = x.mean(dim=-1, keepdim=True)
+        var = x.var(dim=-1, unbiased=False, keepdim=True)
+        return (x - mean) / torch.sqrt(var + eps)
 
     def critic(self, visual: torch.Tensor, sem: torch.Tensor) -> torch.Tensor:
         """``T(v_i, s_i)`` for row-aligned pairs: (B, D) layer-normed, (B, E) normalised -> (B,)."""

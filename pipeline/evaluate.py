@@ -1,0 +1,131 @@
+"""ZSL/GZSL metrics, calibrated stacking, a seen/unseen gate, and validation-only selection rules.
+
+Every function takes a score matrix ``scores`` (N, K) (higher = more likely; any method's ``scores``) and
+``labels`` (N,) holding column indices into it. Definitions (docs/evaluation.md):
+
+- ZSL top-1 ``acc``: fraction of unseen-class test samples whose arg-max over the unseen classes is right
+  (per-sample, the number SMIE, SynSE and MSF report); ``per_class_acc``: mean over classes of each class's
+  accuracy (insensitive to class imbalance).
+- GZSL: arg-max over all classes; ``seen``/``unseen`` are per-sample accuracies on seen-/unseen-class samples,
+  ``h`` their harmonic mean (the SynSE/MSF code's definition); ``*_pc`` the per-class-mean variants.
+- Calibrated stacking (Chao et al. 2016): subtract ``gamma`` from seen-class scores before the arg-max.
+- Gate (MSF/SynSE style): a sample whose top softmax probability over the seen classes is below a threshold is
+  routed to the unseen classes, the rest to the seen classes.
+``gamma`` and the gate threshold are chosen by :func:`choose_gamma`/:func:`choose_gate` on validation scores.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def _per_class(correct: np.ndarray, labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    return np.array([correct[labels == c].mean() if (labels == c).any() else np.nan for c in classes])
+
+
+def zsl_metrics(scores: np.ndarray, labels: np.ndarray) -> dict:
+    """Top-1/top-5 per-sample accuracy and mean per-class accuracy of (N, K) scores against labels (N,)."""
+    scores, labels = np.asarray(scores), np.asarray(labels)
+    if len(labels) == 0:
+        return {"acc": float("nan"), "top5": float("nan"), "per_class_acc": float("nan"), "n": 0}
+    pred = scores.argmax(axis=1)
+    correct = pred == labels
+    k = min(5, scores.shape[1])
+    top5 = (np.argsort(-scores, axis=1)[:, :k] == labels[:, None]).any(axis=1)
+    classes = np.unique(labels)
+    return {"acc": float(correct.mean()), "top5": float(top5.mean()),
+            "per_class_acc": float(np.nanmean(_per_class(correct, labels, classes))), "n": int(len(labels))}
+
+
+def harmonic(a: float, b: float) -> float:
+    return 0.0 if a + b == 0 else 2 * a * b / (a + b)
+
+
+def gzsl_from_predictions(pred: np.ndarray, labels: np.ndarray, seen_mask: np.ndarray) -> dict:
+    """S, U, H from predicted columns (N,), labels (N,) and a (K,) bool mask of seen columns."""
+    pred, labels, seen_mask = np.asarray(pred), np.asarray(labels), np.asarray(seen_mask, bool)
+    correct = pred == labels
+    is_seen = seen_mask[labels]
+    out = {}
+    for name, sel in (("seen", is_seen), ("unseen", ~is_seen)):
+        out[name] = float(correct[sel].mean()) if sel.any() else float("nan")
+        out[f"{name}_pc"] = float(np.nanmean(_per_class(correct[sel], labels[sel], np.unique(labels[sel])))) \
+            if sel.any() else float("nan")
+    out["h"] = harmonic(out["seen"], out["unseen"])
+    out["h_pc"] = harmonic(out["seen_pc"], out["unseen_pc"])
+    out["n_seen"], out["n_unseen"] = int(is_seen.sum()), int((~is_seen).sum())
+    return out
+
+
+def calibrated_stacking(scores: np.ndarray, seen_mask: np.ndarray, gamma: float) -> np.ndarray:
+    """Scores with ``gamma`` subtracted from every seen-class column."""
+    return np.asarray(scores) - gamma * np.asarray(seen_mask, dtype=np.float64)[None, :]
+
+
+def gzsl_metrics(scores: np.ndarray, labels: np.ndarray, seen_mask: np.ndarray, gamma: float = 0.0) -> dict:
+    """GZSL S/U/H of (N, K) scores over all classes, after calibrated stacking with ``gamma``."""
+    out = gzsl_from_predictions(calibrated_stacking(scores, seen_mask, gamma).argmax(axis=1), labels, seen_mask)
+    out["gamma"] = float(gamma)
+    return out
+
+
+def _grid(values: np.ndarray, n: int = 101) -> np.ndarray:
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        return np.array([0.0])
+    return np.unique(np.concatenate([[0.0], np.quantile(values, np.linspace(0, 1, n))]))
+
+
+def choose_gamma(scores: np.ndarray, labels: np.ndarray, seen_mask: np.ndarray) -> float:
+    """The ``gamma`` maximising H on these (validation) scores; candidates are quantiles of the per-sample
+    margin ``max seen score - max unseen score`` (the only values where a prediction can flip), plus 0."""
+    scores, seen_mask = np.asarray(scores), np.asarray(seen_mask, bool)
+    margin = scores[:, seen_mask].max(axis=1) - scores[:, ~seen_mask].max(axis=1)
+    best, best_h = 0.0, -1.0
+    for g in _grid(margin):
+        h = gzsl_metrics(scores, labels, seen_mask, g)["h"]
+        if h > best_h + 1e-12:
+            best, best_h = float(g), h
+    return best
+
+
+def gate_statistic(scores: np.ndarray, seen_mask: np.ndarray) -> np.ndarray:
+    """Top softmax probability over the seen-class scores (N,): low means "probably not a seen class"."""
+    s = np.asarray(scores, dtype=np.float64)[:, np.asarray(seen_mask, bool)]
+    s = s - s.max(axis=1, keepdims=True)
+    p = np.exp(s)
+    return (p / p.sum(axis=1, keepdims=True)).max(axis=1)
+
+
+def gated_predict(scores: np.ndarray, seen_mask: np.ndarray, threshold: float) -> np.ndarray:
+    """Predicted columns: arg-max over unseen classes where the gate statistic < threshold, else over seen."""
+    scores, seen_mask = np.asarray(scores), np.asarray(seen_mask, bool)
+    seen_cols, unseen_cols = np.flatnonzero(seen_mask), np.flatnonzero(~seen_mask)
+    to_unseen = gate_statistic(scores, seen_mask) < threshold
+    return np.where(to_unseen, unseen_cols[scores[:, unseen_cols].argmax(axis=1)],
+                    seen_cols[scores[:, seen_cols].argmax(axis=1)])
+
+
+def gate_metrics(scores: np.ndarray, labels: np.ndarray, seen_mask: np.ndarray, threshold: float) -> dict:
+    out = gzsl_from_predictions(gated_predict(scores, seen_mask, threshold), labels, seen_mask)
+    out["threshold"] = float(threshold)
+    return out
+
+
+def choose_gate(scores: np.ndarray, labels: np.ndarray, seen_mask: np.ndarray) -> float:
+    """The gate threshold maximising H on these (validation) scores (candidates: quantiles of the statistic)."""
+    stat = gate_statistic(scores, seen_mask)
+    best, best_h = 0.0, -1.0
+    for t in np.unique(np.concatenate([_grid(stat), [np.inf]])):
+        h = gate_metrics(scores, labels, seen_mask, t)["h"]
+        if h > best_h + 1e-12:
+            best, best_h = float(t), h
+    return best
+
+
+def select_epoch(curve: list[float], warmup: int = 0) -> int:
+    """Index of the best value, counting only epochs from index ``warmup`` on when there are any (the
+    protocol passes the first post-warm-up epoch); ties go to the earliest epoch."""
+    values = np.asarray(curve, dtype=np.float64)
+    start = warmup if warmup < len(values) else 0
+    window = np.where(np.isnan(values[start:]), -np.inf, values[start:])
+    return int(start + np.argmax(window))

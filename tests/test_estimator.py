@@ -1,0 +1,143 @@
+"""SMIE estimator: JSD estimate, negatives, temporal hinge and pairwise scores against hand computations."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pipeline.estimator import SMIEEstimator, jsd_terms, temporal_hinge
+from pipeline.fit import Batch
+
+
+def _model(negatives="roll", **kw):
+    torch.manual_seed(0)
+    return SMIEEstimator(4, 3, hidden=(8, 6), negatives=negatives, **kw).double()
+
+
+def _hand_T(model, v, s):
+    """The critic by hand in numpy: relu(relu([v,s] W0' + b0) W1' + b1) W2' + b2."""
+    p = {k: t.detach().numpy() for k, t in model.state_dict().items()}
+    x = np.concatenate([v, s], axis=-1)
+    h = np.maximum(x @ p["l0.weight"].T + p["l0.bias"], 0)
+    h = np.maximum(h @ p["l1.weight"].T + p["l1.bias"], 0)
+    return (h @ p["l2.weight"].T + p["l2.bias"])[..., 0]
+
+
+def _hand_ln(v):
+    return (v - v.mean(-1, keepdims=True)) / np.sqrt(v.var(-1, keepdims=True) + 1e-5)
+
+
+def _softplus(x):
+    return np.log1p(np.exp(x))
+
+
+def _batch(B=4, seed=1):
+    g = np.random.default_rng(seed)
+    v, s = g.normal(size=(B, 4)), g.normal(size=(B, 3))
+    return v, s / np.linalg.norm(s, axis=1, keepdims=True)
+
+
+def test_jsd_terms_on_known_values():
+    ej, em = jsd_terms(torch.tensor([0.0]), torch.tensor([0.0]))
+    assert float(ej - em) == pytest.approx(-2 * math.log(2))
+    ej, em = jsd_terms(torch.tensor([2.0, -1.0]), torch.tensor([[0.0, 5.0], [1.0, 0.0]]),
+                       torch.tensor([[0.0, 1.0], [1.0, 0.0]]))
+    assert float(ej) == pytest.approx(-(_softplus(-2.0) + _softplus(1.0)) / 2)
+    assert float(em) == pytest.approx((_softplus(5.0) + _softplus(1.0)) / 2)
+
+
+def test_temporal_hinge_by_hand():
+    g, m = torch.tensor(1.0), torch.tensor(0.95)
+    assert float(temporal_hinge(g, m, alpha=0.1, lam=0.5)) == pytest.approx(-1.0 + 0.5 * 0.05)
+    assert float(temporal_hinge(g, torch.tensor(0.5), alpha=0.1, lam=0.5)) == pytest.approx(-1.0)
+    assert float(temporal_hinge(g, torch.tensor(1.2), alpha=0.5, lam=2.0)) == pytest.approx(-1.0 + 2.0 * 0.7)
+
+
+def test_layer_norm_matches_torch_layernorm():
+    x = torch.randn(5, 7, dtype=torch.float64) * 3 + 1
+    ref = torch.nn.LayerNorm([7], elementwise_affine=False).double()(x)
+    assert torch.allclose(SMIEEstimator.ln(x), ref, atol=1e-10)
+
+
+def test_global_mi_roll_negatives_match_official_formula():
+    model = _model()
+    v, s = _batch()
+    lv = _hand_ln(v)
+    fake = np.concatenate([lv[1:], lv[:1]])  # official: torch.cat((visual[1:], visual[0:1]))
+    want = np.mean(-_softplus(-_hand_T(model, lv, s))) - np.mean(_softplus(_hand_T(model, fake, s)))
+    mi, none = model.mutual_information(torch.tensor(v), torch.tensor(s), torch.arange(4))
+    assert none is None
+    assert float(mi.detach()) == pytest.approx(want, rel=1e-9)
+
+
+@pytest.mark.parametrize("negatives", ["all", "all-diff-class"])
+def test_all_negative_variants_by_hand(negatives):
+    model = _model(negatives)
+    v, s = _batch()
+    labels = np.array([0, 0, 1, 2])
+    lv = _hand_ln(v)
+    neg = []
+    for i in range(4):
+        for j in range(4):
+            if i != j and (negatives == "all" or labels[i] != labels[j]):
+                neg.append(_softplus(_hand_T(model, lv[j], s[i])))
+    want = np.mean(-_softplus(-_hand_T(model, lv, s))) - np.mean(neg)
+    mi, _ = model.mutual_information(torch.tensor(v), torch.tensor(s), torch.tensor(labels))
+    assert float(mi.detach()) == pytest.approx(want, rel=1e-9)
+
+
+def test_temporal_loss_uses_masked_positives_and_unmasked_negatives():
+    model = _model(alpha=0.3, lam=0.5)
+    v, s = _batch()
+    vm = v + np.random.default_rng(5).normal(size=v.shape)
+    lv, lm = _hand_ln(v), _hand_ln(vm)
+    em = np.mean(_softplus(_hand_T(model, np.roll(lv, -1, axis=0), s)))
+    mi_g = np.mean(-_softplus(-_hand_T(model, lv, s))) - em
+    mi_m = np.mean(-_softplus(-_hand_T(model, lm, s))) - em
+    want = -mi_g + 0.5 * max(0.0, 0.3 - (mi_g - mi_m))
+    class_sem = torch.tensor(s)
+    batch = Batch(torch.tensor(v), torch.tensor(vm), torch.arange(4), class_sem)
+    assert float(model.loss(batch).detach()) == pytest.approx(want, rel=1e-9)
+    model.temporal = False
+    assert float(model.loss(batch).detach()) == pytest.approx(-mi_g, rel=1e-9)
+
+
+def test_loss_indexes_class_semantics_and_normalises_them():
+    model = _model()
+    v, s = _batch(B=3)
+    class_sem = torch.tensor(np.stack([s[2], s[0], s[1]]) * 7.0)
+    batch = Batch(torch.tensor(v), None, torch.tensor([1, 2, 0]), class_sem)
+    model.temporal = False
+    mi, _ = model.mutual_information(torch.tensor(v), torch.tensor(s), torch.arange(3))
+    assert float(model.loss(batch).detach()) == pytest.approx(-float(mi.detach()), rel=1e-9)
+
+
+def test_temporal_without_masked_views_is_refused():
+    model = _model()
+    v, s = _batch()
+    with pytest.raises(ValueError, match="masked views"):
+        model.loss(Batch(torch.tensor(v), None, torch.arange(4), torch.tensor(s)))
+
+
+def test_scores_are_critic_on_every_pair_and_chunking_is_exact():
+    model = _model()
+    v, _ = _batch(B=5)
+    _, s = _batch(B=3, seed=9)
+    want = _hand_T(model, _hand_ln(v)[:, None, :].repeat(3, 1), np.broadcast_to(s, (5, 3, 3)))
+    got = model.scores(torch.tensor(v), torch.tensor(s) * 4.0).detach().numpy()
+    assert got.shape == (5, 3)
+    np.testing.assert_allclose(got, want, rtol=1e-9)
+    model.score_chunk = 1
+    np.testing.assert_allclose(model.scores(torch.tensor(v), torch.tensor(s)).detach().numpy(), want, rtol=1e-9)
+
+
+def test_official_ranking_is_preserved():
+    """get_acc in the official code ranks -softplus(-T); T ranks the same."""
+    model = _model()
+    v, _ = _batch(B=6)
+    _, s = _batch(B=4, seed=3)
+    t = model.scores(torch.tensor(v), torch.tensor(s))
+    assert torch.equal(t.argmax(1), (-F.softplus(-t)).argmax(1))
