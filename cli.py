@@ -197,6 +197,19 @@ def import_descriptions(fmt, input_path, out, kind, skeletons, dataset, classes_
     done("wrote descriptions", path)
 
 
+@main.command("pos-texts")
+@click.option("--out", required=True, type=PathArg, help="Descriptions JSONL with kinds verb and noun.")
+@class_source
+@click.option("--pos-file", type=ExistingPath, default=None,
+              help="TSV name<TAB>verb phrase<TAB>noun phrase overriding the built-in rule per class.")
+def pos_texts(out, skeletons, dataset, classes_file, pos_file) -> None:
+    """Split class labels into verb and noun phrases (for JPoSE and SynSE); embed them with embed-labels."""
+    from pipeline.baselines.pos import PosConfig, pos_texts as run
+
+    path = run(PosConfig(out=out, skeletons=skeletons, dataset=dataset, classes_file=classes_file, pos_file=pos_file))
+    done("wrote verb/noun texts", path)
+
+
 @main.command("embed-labels")
 @click.option("--out", required=True, type=PathArg, help="Text cache to write (.h5).")
 @class_source
@@ -310,14 +323,15 @@ def predict(files, backbone, run_dir, labels, label_template, center, fmt, encod
 @click.option("--gzsl", is_flag=True)
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 @click.option("--seed", default=0, show_default=True)
+@click.option("--option", "options", multiple=True, help="Method setting NAME=VALUE, e.g. latent=64; repeatable.")
 def fit_baseline(name, visual, text, out, kinds, combine, splits_, epochs, lr, batch_size, gzsl, device,
-                 seed) -> None:
-    """Train a baseline (devise, relationnet, revise, cadavae, jpose, synse, msf, smie) on the same caches."""
+                 seed, options) -> None:
+    """Train a method (devise, relationnet, revise, cadavae, jpose, synse, msf, smie, smie-notemporal) on the caches."""
     from pipeline.baselines.run import BaselineConfig, fit_baseline as run
 
     res = run(BaselineConfig(name=name, visual=visual, text=text, out=out, kinds=tuple(kinds), combine=combine,
                              split=tuple(splits_), epochs=epochs, lr=lr, batch_size=batch_size, gzsl=gzsl,
-                             device=device, seed=seed))
+                             device=device, seed=seed, options=tuple(options)))
     click.echo(res.table)
     done("run written", res.path)
 
@@ -333,14 +347,15 @@ def fit_baseline(name, visual, text, out, kinds, combine, splits_, epochs, lr, b
 @click.option("--kind", "kinds", multiple=True, default=("label",), show_default=True)
 @click.option("--no-gzsl", is_flag=True, help="Skip generalized ZSL.")
 @click.option("--epochs-scale", default=1.0, show_default=True, help="Scale every method's default epochs.")
+@click.option("--batch-size", default=128, show_default=True)
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
-def compare(visual, text, out, methods, splits_, seeds, kinds, no_gzsl, epochs_scale, device) -> None:
+def compare(visual, text, out, methods, splits_, seeds, kinds, no_gzsl, epochs_scale, batch_size, device) -> None:
     """Run every method on identical cached inputs and write a paper-style comparison table."""
     from pipeline.compare import CompareConfig, compare as run
 
     path = run(CompareConfig(visual=tuple(visual), text=text, out=out, methods=tuple(methods.split(",")),
                              split=tuple(splits_), seeds=seeds, kinds=tuple(kinds), gzsl=not no_gzsl,
-                             device=device, epochs_scale=epochs_scale))
+                             device=device, epochs_scale=epochs_scale, batch_size=batch_size))
     done("comparison written", path)
 
 
@@ -361,7 +376,7 @@ def quickstart(workdir, data, fmt, split, size, epochs, device, seed) -> None:
     from pipeline.quickstart import QuickstartConfig, quickstart as run
 
     res = run(QuickstartConfig(workdir=workdir, data=data, format=fmt, split=split, size=size, epochs=epochs,
-                               device=device, seed=seed))
+                               device=device, seed=seed, options=tuple(options)))
     click.echo(res.table)
     done("all files and their index", res.index)
 

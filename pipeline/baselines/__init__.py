@@ -1,0 +1,52 @@
+"""Baselines trained on the same cached features as SMIE, so every published comparison reruns on identical inputs.
+
+``METHODS`` maps a method name to its ``nn.Module`` class; every class is built as ``cls(visual_dim, sem_dim,
+**options)`` and has ``loss(batch)``, ``finalize(train, class_sem)`` and ``scores(visual (N, D), class_sem (K, E))
+-> (N, K)`` (docs/architecture.md). Class attributes give per-method defaults used by
+:mod:`pipeline.baselines.run`: ``default_lr``, ``default_epochs`` (or ``cycles``/``cycle_length`` in steps for
+the SynSE-style generative methods) and ``default_kinds`` (the semantic kinds a method needs, when it is not
+the run's).
+"""
+from __future__ import annotations
+
+from pipeline.baselines.cadavae import CADAVAE
+from pipeline.baselines.devise import DeViSE
+from pipeline.baselines.jpose import JPoSE
+from pipeline.baselines.msf import MSF
+from pipeline.baselines.relationnet import RelationNet
+from pipeline.baselines.revise import ReViSE
+from pipeline.baselines.synse import SynSE
+from pipeline.estimator import SMIEEstimator
+
+
+class SMIE(SMIEEstimator):
+    """SMIE with the temporal constraint (F's estimator), under the baselines' name."""
+
+    default_lr = 1e-5
+    default_epochs = 100
+    uses_masked = True
+
+
+class SMIENoTemporal(SMIEEstimator):
+    """SMIE without the temporal constraint: global mutual information only (the paper's Table 5 ablation)."""
+
+    default_lr = 1e-5
+    default_epochs = 100
+    uses_masked = False
+
+    def __init__(self, visual_dim: int, sem_dim: int, **options):
+        options["temporal"] = False
+        super().__init__(visual_dim, sem_dim, **options)
+
+
+METHODS: dict[str, type] = {
+    "devise": DeViSE,
+    "relationnet": RelationNet,
+    "revise": ReViSE,
+    "jpose": JPoSE,
+    "cadavae": CADAVAE,
+    "synse": SynSE,
+    "msf": MSF,
+    "smie": SMIE,
+    "smie-notemporal": SMIENoTemporal,
+}

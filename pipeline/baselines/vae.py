@@ -1,0 +1,129 @@
+"""Gaussian encoder/decoder blocks, alignment terms and the latent softmax classifier of the generative baselines.
+
+CADA-VAE (Schonfeld et al., CVPR 2019), SynSE (Gupta et al., ICIP 2021) and MSF (Li et al., 2023) all encode
+visual features and class texts into a shared latent space with VAEs, then classify visual latents with a
+softmax classifier trained on latents of known samples and on latents *synthesised* from class texts.
+Shapes: features (B, D) or (B, E); latents (B, L).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class GaussianEncoder(nn.Module):
+    """x (B, in) -> (mu, logvar) each (B, latent); ``hidden=0`` gives the single linear map of the SynSE code."""
+
+    def __init__(self, in_dim: int, latent: int, hidden: int = 0):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU()) if hidden else nn.Identity()
+        width = hidden or in_dim
+        self.mu = nn.Linear(width, latent)
+        self.logvar = nn.Linear(width, latent)
+        _xavier(self)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.body(x)
+        return self.mu(h), self.logvar(h)
+
+
+def decoder(latent: int, out_dim: int, hidden: int = 0, out_relu: bool = False) -> nn.Sequential:
+    """z (B, latent) -> (B, out); SynSE's decoder is Linear+ReLU (``hidden=0, out_relu=True``)."""
+    layers: list[nn.Module] = [nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, out_dim)] if hidden else [
+        nn.Linear(latent, out_dim)
+    ]
+    if out_relu:
+        layers.append(nn.ReLU())
+    net = nn.Sequential(*layers)
+    _xavier(net)
+    return net
+
+
+def _xavier(module: nn.Module) -> None:
+    """The authors' ``weights_init``: Xavier-uniform (gain 0.5) weights, zero biases."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight, gain=0.5)
+            nn.init.zeros_(m.bias)
+
+
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
+    """z = mu + sigma * eps with sigma = exp(logvar / 2) and one eps per sample shared over latent dims.
+
+    The shared eps follows both reference codes (``FloatTensor(B, 1).normal_().expand``).
+    """
+    if gen is None:
+        eps = torch.randn(mu.shape[0], 1, device=mu.device, dtype=mu.dtype)
+    else:
+        eps = torch.randn(mu.shape[0], 1, dtype=mu.dtype, generator=gen).to(mu.device)
+    return mu + torch.exp(0.5 * logvar) * eps
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(q || N(0, I)) summed over latent dims, averaged over the batch."""
+    return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp()) / mu.shape[0]
+
+
+def wasserstein(mu1: torch.Tensor, lv1: torch.Tensor, mu2: torch.Tensor, lv2: torch.Tensor) -> torch.Tensor:
+    """CADA-VAE's distribution alignment: 2-Wasserstein distance between diagonal Gaussians, per sample (B,)."""
+    return torch.sqrt(
+        ((mu1 - mu2) ** 2).sum(1) + ((torch.exp(0.5 * lv1) - torch.exp(0.5 * lv2)) ** 2).sum(1) + 1e-12
+    )
+
+
+def ramp(value: float, start: float, end: float, factor: float) -> float:
+    """CADA-VAE's warm-up: 0 before ``start``, rising linearly to ``factor`` at ``end``, then constant."""
+    if end <= start:
+        return factor if value >= start else 0.0
+    return min(max(factor * (value - start) / (end - start), 0.0), factor)
+
+
+def train_latent_classifier(
+    z: torch.Tensor, y: torch.Tensor, num_classes: int, epochs: int, lr: float, batch_size: int, seed: int,
+    relu_output: bool = False,
+) -> nn.Module:
+    """Fit a linear softmax classifier on latents ``z`` (M, L) with targets ``y`` (M,) in [0, num_classes).
+
+    ``batch_size <= 0`` means full-batch steps (the SynSE/MSF code: 300 full-batch Adam steps); ``relu_output``
+    reproduces their ``MLP([latent, K])``, a Linear followed by ReLU.
+    """
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    fc = nn.Linear(z.shape[1], num_classes)
+    with torch.no_grad():
+        fc.weight.copy_(torch.empty_like(fc.weight, device="cpu").uniform_(-1, 1, generator=gen) * 0.5 * (
+            6.0 / (fc.in_features + fc.out_features)) ** 0.5)
+        fc.bias.zero_()
+    clf: nn.Module = nn.Sequential(fc, nn.ReLU()) if relu_output else nn.Sequential(fc)
+    clf = clf.to(z.device)
+    opt = torch.optim.Adam(clf.parameters(), lr=lr, betas=(0.5, 0.999) if batch_size > 0 else (0.9, 0.999))
+    loss_fn = nn.CrossEntropyLoss()
+    M = z.shape[0]
+    with torch.enable_grad():
+        for _ in range(epochs):
+            order = torch.randperm(M, generator=gen).to(z.device) if batch_size > 0 else None
+            chunks = order.split(batch_size) if order is not None else [slice(None)]
+            for idx in chunks:
+                opt.zero_grad()
+                loss_fn(clf(z[idx]), y[idx]).backward()
+                opt.step()
+    clf.eval()
+    for p in clf.parameters():
+        p.requires_grad_(False)
+    return clf
+
+
+def cycle_weights(step: int, cycle_length: int = 1700) -> dict[str, float]:
+    """The SynSE/MSF code's per-iteration schedule inside cycles of ``cycle_length`` steps (code: 1700).
+
+    With ``e`` the step within cycle ``c`` and ``r = cycle_length / 1700``: visual KL weight
+    ``max(0.1 (e - 1000 r) / (3000 r), 0)``; every cross-reconstruction term weighs 1 once ``e > 1400 r``; the
+    text KL weights ``max(0.1 (e - 1400 r) / (3000 r), 0)`` only from the third cycle on (``c > 1``), as in the
+    code. ``r`` rescales the code's step counts when a shorter cycle is used (small data sets).
+    """
+    c, e = divmod(int(step), max(1, int(cycle_length)))
+    r = cycle_length / 1700
+    return {
+        "kl_visual": max(0.1 * (e - 1000 * r) / (3000 * r), 0.0),
+        "cross": 1.0 if e > 1400 * r else 0.0,
+        "kl_text": max(0.1 * (e - 1400 * r) / (3000 * r), 0.0) * (1.0 if c > 1 else 0.0),
+    }

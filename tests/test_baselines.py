@@ -1,0 +1,258 @@
+"""Baselines: each method learns unseen classes from in-memory features, PoS texts, runs from real HDF5 caches."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from features.store import SmieError
+from features.text import TextCache, TextKind, write_text
+from features.visual import VisualCache, write_visual
+from pipeline.baselines import METHODS
+from pipeline.baselines.pos import pos_descriptions, read_pos_file, split_label, write_pos_descriptions
+from pipeline.baselines.run import BaselineConfig, fit_baseline, plan_epochs
+from pipeline.fit import FitOptions, TrainSet, train_method
+from pipeline.rundir import load_run
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Small but faithful-in-structure settings: (epochs, lr, constructor options).
+TINY = {
+    "devise": (30, 1e-2, {}),
+    "relationnet": (100, 3e-3, dict(hidden=64, relation_hidden=64)),
+    "revise": (30, 1e-3, dict(visual_hidden=64, hidden=32, out=16)),
+    "jpose": (20, 1e-3, dict(out=16, text_hidden=32)),
+    "cadavae": (40, 1e-3, dict(latent=8, visual_hidden=(64, 64), text_hidden=(64, 64), seen_per_class=50,
+                               unseen_per_class=200, cls_epochs=20, cls_lr=1e-2)),
+    "synse": (60, 3e-3, dict(latent=16, cycle_length=120, cycles=3, unseen_per_class=100, cls_lr=1e-2)),
+    "msf": (60, 3e-3, dict(latent=16, cycle_length=120, cycles=3, unseen_per_class=100, cls_lr=1e-2)),
+    "smie": (30, 1e-3, dict(hidden=(64, 32))),
+    "smie-notemporal": (30, 1e-3, dict(hidden=(64, 32))),
+}
+UNSEEN = (0, 7, 11, 14, 21, 28)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models are dominated by thread hand-offs on a busy 2-core machine; one thread is 20x faster."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def world(seed=0, D=32, E=8, pos=False, per=30):
+    """30 classes whose features are a fixed random map of their semantics (so unseen classes are learnable).
+
+    With ``pos`` each class is a (verb, noun) combination of 5 verbs x 6 nouns and its semantics the
+    concatenation [verb | noun]; unseen classes are unseen combinations of seen verbs and nouns.
+    """
+    g = torch.Generator().manual_seed(seed)
+    unit = lambda n: torch.nn.functional.normalize(torch.randn(n, E, generator=g), dim=1)  # noqa: E731
+    if pos:
+        verbs, nouns = unit(5), unit(6)
+        sem = torch.stack([torch.cat([verbs[i], nouns[j]]) for i in range(5) for j in range(6)])
+    else:
+        sem = unit(30)
+    labels = torch.arange(30).repeat_interleave(per)
+    W = torch.randn(sem.shape[1], D, generator=g)
+    feats = torch.relu(sem[labels] @ W + 0.3 * torch.randn(len(labels), D, generator=g))
+    masked = feats[:, None] + 0.1 * torch.randn(len(labels), 3, D, generator=g)
+    return sem, feats, masked, labels
+
+
+def zsl_accuracy(name: str, seed: int = 0) -> float:
+    epochs, lr, options = TINY[name]
+    sem, feats, masked, labels = world(seed, pos=name in ("jpose", "synse"))
+    seen = [k for k in range(30) if k not in UNSEEN]
+    col = {c: i for i, c in enumerate(seen)}
+    rows = torch.isin(labels, torch.tensor(seen))
+    train = TrainSet(feats[rows], masked[rows], torch.tensor([col[int(c)] for c in labels[rows]]), sem[seen])
+    torch.manual_seed(seed)
+    model = METHODS[name](feats.shape[1], sem.shape[1], **options)
+    model.steps_per_epoch = math.ceil(int(rows.sum()) / 64)
+    train_method(model, train, FitOptions(epochs, 64, lr, 0, 0.0, seed, "cpu"))
+    test = torch.isin(labels, torch.tensor(UNSEEN))
+    ucol = {c: i for i, c in enumerate(UNSEEN)}
+    with torch.no_grad():
+        pred = model.scores(feats[test], sem[list(UNSEEN)]).argmax(1)
+    return float((pred == torch.tensor([ucol[int(c)] for c in labels[test]])).float().mean())
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_every_method_learns_unseen_classes_far_above_chance(name):
+    assert set(TINY) == set(METHODS)
+    acc = zsl_accuracy(name)
+    assert acc > 0.5, f"{name}: ZSL accuracy {acc:.3f} (chance {1 / len(UNSEEN):.3f})"
+
+
+def test_shuffled_semantics_are_not_learnable():
+    """The same data with class semantics permuted between unseen classes must fail: the test can fail."""
+    epochs, lr, options = TINY["devise"]
+    sem, feats, masked, labels = world(0)
+    seen = [k for k in range(30) if k not in UNSEEN]
+    col = {c: i for i, c in enumerate(seen)}
+    rows = torch.isin(labels, torch.tensor(seen))
+    torch.manual_seed(0)
+    model = METHODS["devise"](feats.shape[1], sem.shape[1])
+    train_method(model, TrainSet(feats[rows], None, torch.tensor([col[int(c)] for c in labels[rows]]), sem[seen]),
+                 FitOptions(epochs, 64, lr, 0, 0.0, 0, "cpu"))
+    test = torch.isin(labels, torch.tensor(UNSEEN))
+    rolled = sem[list(UNSEEN)].roll(1, dims=0)
+    ucol = {c: i for i, c in enumerate(UNSEEN)}
+    pred = model.scores(feats[test], rolled).argmax(1)
+    assert float((pred == torch.tensor([ucol[int(c)] for c in labels[test]])).float().mean()) < 0.3
+
+
+def test_generative_classifier_survives_a_state_dict_round_trip():
+    epochs, lr, options = TINY["cadavae"]
+    sem, feats, _, labels = world(1)
+    rows = labels < 24
+    train = TrainSet(feats[rows], None, labels[rows], sem[:24])
+    model = METHODS["cadavae"](32, 8, **options)
+    train_method(model, train, FitOptions(2, 64, lr, 0, 0.0, 0, "cpu"))
+    before = model.scores(feats[:50], sem)
+    again = METHODS["cadavae"](32, 8, **options)
+    again.load_state_dict(model.state_dict())
+    torch.testing.assert_close(again.scores(feats[:50], sem), before)
+    assert again.seen_z.shape == (24 * 50, 8)
+
+
+def test_cycle_methods_fit_their_cycles_into_the_run():
+    epochs, extra = plan_epochs(METHODS["synse"], n_train=300, batch_size=128, epochs=None)
+    assert epochs == 200 and extra["cycle_length"] == 200 * 3 // 10
+    epochs, extra = plan_epochs(METHODS["msf"], n_train=40000, batch_size=128, epochs=None)
+    assert extra["cycle_length"] == 1700 and epochs == math.ceil(17000 / 313)
+    assert plan_epochs(METHODS["devise"], 300, 128, None) == (100, {})
+
+
+def test_part_of_speech_split_and_description_records(tmp_path):
+    assert split_label("take off a hat/cap") == ("take off", "hat/cap")
+    assert split_label("hand waving") == ("waving", "hand")
+    assert split_label("drink water") == ("drink", "water")
+    assert split_label("clapping") == ("clapping", "clapping")
+    assert split_label("walking apart from each other") == ("walking apart", "each other")
+    given = tmp_path / "pos.tsv"
+    given.write_text("# name\tverb\tnoun\nHammer\thammer down\tnail\n")
+    out = write_pos_descriptions(("drink water", "hammer"), tmp_path / "pos.jsonl", given)
+    from prompts.descriptions import read_descriptions
+
+    recs = read_descriptions(out)
+    assert [(r.class_id, r.kind, r.text, r.model) for r in recs] == [
+        (0, "verb", "drink", "rule:pos-split"), (0, "noun", "water", "rule:pos-split"),
+        (1, "verb", "hammer down", "import:pos-tsv"), (1, "noun", "nail", "import:pos-tsv")]
+    assert recs == pos_descriptions(("drink water", "hammer"), given)[:0] + recs
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("ok\tv\tn\nbroken line\n")
+    with pytest.raises(SmieError, match="bad.tsv: line 2"):
+        read_pos_file(bad)
+
+
+NAMES = tuple(f"action {i}" for i in range(16))
+
+
+def write_caches(tmp_path: Path, seed: int = 0, split_unseen=(0, 1, 2, 3), kinds=("label",), pos=False):
+    """A tiny visual cache (with masked views) and text cache written by the real writers."""
+    rng = np.random.default_rng(seed)
+    K, per, D, E = 16, 20, 12, 6
+    sem = rng.normal(size=(K, (2 if pos else 1) * E))
+    labels = np.repeat(np.arange(K), per)
+    feats = np.maximum(sem[labels] @ rng.normal(size=(D, sem.shape[1])).T + 0.3 * rng.normal(size=(len(labels), D)), 0)
+    masked = feats[:, None] + 0.1 * rng.normal(size=(len(labels), 2, D))
+    unseen = list(split_unseen)
+    seen = [k for k in range(K) if k not in unseen]
+    split = dict(id=f"file:test{seed}", num_classes=K, seen=seen, unseen=unseen, val_unseen=seen[:2])
+    part = np.where(np.isin(labels, unseen), 3, np.where(np.arange(len(labels)) % 5 == 0, 1, 0)).astype(np.int8)
+    vc = VisualCache(feats.astype(np.float32), masked.astype(np.float32), labels,
+                     tuple(f"s{i:04d}" for i in range(len(labels))), part, NAMES, split,
+                     {"variant": "official", "k": 15, "drop": 15, "views": 2, "seed": 0},
+                     {"protocol": None, "val_fraction": 0.2, "seed": 0}, "ab" * 32, "stgcn", {}, "cd" * 32)
+    write_visual(tmp_path / "visual.h5", vc, {"config": {"test": True}})
+    groups = {}
+    for i, kind in enumerate(kinds):
+        part_sem = sem[:, i * E:(i + 1) * E] if pos else sem
+        emb = (part_sem / np.linalg.norm(part_sem, axis=1, keepdims=True))[:, None].astype(np.float32)
+        groups[kind] = TextKind(emb, tuple((f"{kind} {n}",) for n in NAMES), np.ones(K, np.int32))
+    write_text(tmp_path / "text.h5", TextCache(NAMES, np.arange(K), groups, "test-encoder", "test", "ef" * 32, E),
+               {"config": {}})
+    return tmp_path / "visual.h5", tmp_path / "text.h5"
+
+
+def test_fit_baseline_writes_a_reloadable_run_from_real_caches(tmp_path):
+    visual, text = write_caches(tmp_path)
+    cfg = BaselineConfig("devise", visual, text, tmp_path / "run", epochs=5, lr=1e-2, batch_size=32, gzsl=True,
+                         device="cpu")
+    res = fit_baseline(cfg)
+    metrics = json.loads((res.out / "metrics.json").read_text())
+    used = json.loads((res.out / "config.json").read_text())
+    assert metrics["method"] == "devise" and metrics["split"] == "file:test0" and used["epochs_used"] == 5
+    assert "h" in metrics["gzsl"]["stacking"] and len(metrics["curves"]["test_acc"]) == 5
+    for name in ("config.json", "model.pt", "per_class.csv", "confusion.png", "top5.png", "summary.txt"):
+        assert (res.out / name).stat().st_size > 0
+    model, info = load_run(res.out)
+    assert info["method"] == "devise" and info["kinds"] == ["label"]
+    assert "file:test0" in res.table
+
+
+def test_pos_method_needs_verb_and_noun_kinds(tmp_path):
+    visual, text = write_caches(tmp_path)
+    with pytest.raises(SmieError, match="no kind 'verb'"):
+        fit_baseline(BaselineConfig("jpose", visual, text, tmp_path / "o", epochs=1, device="cpu"))
+    other = tmp_path / "pos"
+    other.mkdir()
+    visual, text = write_caches(other, kinds=("verb", "noun"), pos=True)
+    res = fit_baseline(BaselineConfig("synse", visual, text, other / "run", epochs=3, batch_size=32, device="cpu",
+                                      options=("latent=8", "unseen_per_class=20", "seen_per_class=10")))
+    _, info = load_run(res.out)
+    assert info["kinds"] == ["verb", "noun"] and info["model_config"]["latent"] == 8
+    with pytest.raises(SmieError, match="no option"):
+        fit_baseline(BaselineConfig("devise", visual, text, other / "x", epochs=1, options=("latent=3",)))
+
+
+def test_baselines_read_nothing_but_the_caches(tmp_path):
+    """In a fresh interpreter, every method trains from the caches without importing a backbone or encoder."""
+    visual, text = write_caches(tmp_path)
+    script = f"""
+import sys, torch
+from pathlib import Path
+torch.set_num_threads(1)
+from pipeline.baselines import METHODS
+from pipeline.baselines.run import BaselineConfig, fit_baseline
+import pipeline.compare
+for name in ("devise", "cadavae", "smie"):
+    opts = ("latent=4", "visual_hidden=(16, 16)", "text_hidden=(16, 16)", "seen_per_class=5",
+            "unseen_per_class=5", "cls_epochs=1") if name == "cadavae" else ()
+    fit_baseline(BaselineConfig(name, Path({str(visual)!r}), Path({str(text)!r}), Path({str(tmp_path)!r}) / name,
+                 epochs=1, batch_size=64, device="cpu", options=opts))
+bad = [m for m in sys.modules if m.startswith(("pipeline.backbones", "pipeline.text_encoder",
+                                               "sentence_transformers", "transformers"))]
+assert not bad, bad
+print("ok", len(METHODS))
+"""
+    run = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "ok 9" in run.stdout
+
+
+@pytest.mark.slow
+def test_pos_texts_embed_into_a_text_cache_that_synse_trains_on(tmp_path):
+    """The whole PoS flow with the real sentence encoder: rule split -> JSONL -> embed-labels -> fit-baseline."""
+    from pipeline.baselines.pos import PosConfig, pos_texts
+    from pipeline.embed import EmbedConfig, embed_labels
+
+    names_file = tmp_path / "classes.txt"
+    names_file.write_text("\n".join(NAMES) + "\n")
+    jsonl = pos_texts(PosConfig(tmp_path / "pos.jsonl", classes_file=names_file))
+    text = embed_labels(EmbedConfig(tmp_path / "text.h5", descriptions=(jsonl,), classes_file=names_file))
+    (tmp_path / "caches").mkdir()
+    visual, _ = write_caches(tmp_path / "caches")
+    res = fit_baseline(BaselineConfig("synse", visual, text, tmp_path / "run", epochs=2, batch_size=64,
+                                      device="cpu", options=("latent=8", "unseen_per_class=10")))
+    _, info = load_run(res.out)
+    assert info["kinds"] == ["verb", "noun"] and info["class_sem"].shape[1] == 2 * 384
