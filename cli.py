@@ -399,16 +399,18 @@ def synthetic(out, per_class, num_frames, seed, noise, classes) -> None:
 @click.option("--epochs", type=int, default=None, help="Backbone epochs (default depends on --size).")
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 @click.option("--seed", default=0, show_default=True)
-def quickstart(workdir, data, fmt, split, size, epochs, device, seed) -> None:
+@click.option("--baseline", default="devise", show_default=True, help="Baseline run beside SMIE (see fit-baseline).")
+@click.option("--encoder", default="minilm", show_default=True, help="Text encoder (see embed-labels).")
+def quickstart(workdir, data, fmt, split, size, epochs, device, seed, baseline, encoder) -> None:
     """Run the whole two-stage pipeline on the embedded synthetic data set (or --data) and print results."""
     if data is not None and fmt is None:
         raise click.UsageError("--data needs --format")
     from pipeline.quickstart import QuickstartConfig, quickstart as run
 
     res = run(QuickstartConfig(workdir=workdir, data=data, format=fmt, split=split, size=size, epochs=epochs,
-                               device=device, seed=seed, options=tuple(options)))
-    click.echo(res.table)
-    done("all files and their index", res.index)
+                               device=device, seed=seed, baseline=baseline, encoder=encoder), echo=click.echo)
+    if not res.metrics:
+        raise click.ClickException(f"quickstart produced no results; see {res.index}")
 
 
 if __name__ == "__main__":
