@@ -19,7 +19,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.backbones import build_backbone  # noqa: E402
-from pipeline.pretrain_loop import DistEnv, pick_device  # noqa: E402
+from pipeline.device import resolve_device  # noqa: E402
+from pipeline.pretrain_loop import DistEnv  # noqa: E402
 
 MODELS = (("stgcn", "small"), ("stgcn", "standard"), ("shiftgcn", "standard"))
 
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--iters", type=int, default=None, help="timed steps (default 20 CUDA, 3 CPU)")
     parser.add_argument("--warmup", type=int, default=None)
     args = parser.parse_args(argv)
-    device = pick_device(args.device)
+    device = resolve_device(args.device)
     cuda = device.type == "cuda"
     batch = args.batch or (128 if cuda else 16)
     iters = args.iters or (20 if cuda else 3)

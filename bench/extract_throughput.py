@@ -29,7 +29,8 @@ from features.store import file_sha256  # noqa: E402
 from pipeline.backbones import build_backbone, save_checkpoint  # noqa: E402
 from pipeline.data.layouts import get_layout  # noqa: E402
 from pipeline.data.splits import resolve_split  # noqa: E402
-from pipeline.extract import ExtractConfig, extract_visual, resolve_device  # noqa: E402
+from pipeline.device import resolve_device  # noqa: E402
+from pipeline.extract import ExtractConfig, extract_visual  # noqa: E402
 
 NUM_CLASSES = 10
 

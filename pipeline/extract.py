@@ -31,7 +31,7 @@ from features.skeletons import iter_skeleton_chunks, read_skeleton_header
 from features.store import SmieError, file_sha256, provenance
 from features.visual import VisualCache, VisualWriter, join_shards
 from pipeline.keyframes import VARIANTS, masked_views, num_views
-from pipeline.pretrain_loop import pick_device
+from pipeline.device import resolve_device
 
 
 @dataclass(frozen=True)
@@ -55,12 +55,6 @@ class ExtractConfig:
     resume: bool = True
     shard: tuple[int, int] | None = None
     workers: int | None = None
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """As ``pick_device``, except that a bare CUDA device under torchrun is this rank's GPU (``LOCAL_RANK``)."""
-    dev = pick_device(name)
-    return torch.device("cuda", local_rank) if dev.type == "cuda" and dev.index is None else dev
 
 
 def shard_of(cfg: ExtractConfig) -> tuple[int, int]:

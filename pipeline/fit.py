@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from features.store import SmieError
+from pipeline.device import resolve_device
 
 
 @dataclass
@@ -62,15 +63,6 @@ class FitOptions:
     weight_decay: float = 0.0
     seed: int = 0
     device: str = "cpu"
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when available; an unavailable CUDA request is the user's to fix."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SmieError(f"device {name!r} requested but CUDA is not available")
-    return torch.device(name)
 
 
 def lr_factor(epoch: int, epochs: int, warmup: int) -> float:

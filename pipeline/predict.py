@@ -187,7 +187,7 @@ def predict(cfg: PredictConfig):
     import torch
 
     from pipeline.backbones import load_backbone
-    from pipeline.fit import resolve_device
+    from pipeline.device import resolve_device
     from pipeline.rundir import load_run
 
     if cfg.top_k < 1:

@@ -18,6 +18,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampl
 from tqdm import tqdm
 
 from features.store import SmieError
+from pipeline.device import resolve_device
 
 
 @dataclass
@@ -51,23 +52,10 @@ class DistEnv:
         return contextlib.nullcontext()
 
 
-def pick_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when present, else CPU; ``cuda``/``cuda:N`` must exist."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise SmieError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SmieError(f"device {name!r} requested but no CUDA device is available")
-    return device
-
-
 def setup_distributed(device_name: str) -> DistEnv:
     """Join the torchrun process group when ``WORLD_SIZE`` > 1 (NCCL on CUDA, Gloo on CPU)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    device = pick_device(device_name)
+    device = resolve_device(device_name)
     if world == 1:
         return DistEnv(1, 0, device)
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))

@@ -23,7 +23,8 @@ import torch
 from features.store import SmieError
 from pipeline.evaluate import (choose_gamma, choose_gate, gate_metrics, gzsl_metrics, select_epoch,
                                zsl_metrics)
-from pipeline.fit import FitOptions, TrainSet, resolve_device, train_method
+from pipeline.device import resolve_device
+from pipeline.fit import FitOptions, TrainSet, train_method
 
 SEEN_TRAIN, SEEN_VAL, SEEN_TEST, UNSEEN_TEST, UNUSED = range(5)
 ORACLE_NOTE = "test-set selection (oracle, as published numbers were obtained); not a valid estimate"

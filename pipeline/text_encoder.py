@@ -133,14 +133,6 @@ def _load_model(name_or_dir: str, device: str):
     return SentenceTransformer(name_or_dir, device=device).eval()
 
 
-def _resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 class TextEncoder:
     """``encode(list[str]) -> (n, E)`` float32 with unit rows; ``id`` names the model, ``dim`` is E.
 
@@ -153,7 +145,9 @@ class TextEncoder:
         if batch_size < 1:
             raise SmieError(f"text encoder batch size must be positive, got {batch_size}")
         self.spec = spec
-        self.device = _resolve_device(device)
+        from pipeline.device import resolve_device
+
+        self.device = str(resolve_device(device))
         self.batch_size = batch_size
         self.model_dir, self.id = self._locate(spec)
         if self.id.startswith("local:"):
