@@ -20,6 +20,7 @@ run would.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -148,6 +149,11 @@ def pretrain_backbone(cfg: PretrainConfig, on_epoch: Callable[[int, dict], None]
     if len(train_idx) == 0 or len(val_idx) == 0:
         raise SmieError(f"{cfg.skeletons}: split {split.id} leaves {len(train_idx)} training and {len(val_idx)} "
                         "validation samples of seen classes; both must be non-empty (raise val_fraction?)")
+    steps = -(-len(train_idx) // cfg.batch_size)
+    if steps < 10:
+        warnings.warn(f"{cfg.skeletons}: only {steps} optimiser steps per epoch ({len(train_idx)} training samples, "
+                      f"batch {cfg.batch_size}); BatchNorm running statistics lag with so few steps (MSR Action3D "
+                      "at batch 128 stays at chance on validation). Consider --batch-size 16.", stacklevel=2)
     head_of = np.full(len(sset.class_names), -1, dtype=np.int64)
     head_of[list(split.seen)] = np.arange(len(split.seen))
 
