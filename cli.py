@@ -245,9 +245,24 @@ def embed_labels(out, skeletons, dataset, classes_file, descriptions, kinds, enc
     done("wrote text cache", path)
 
 
-def _floats(values: tuple[str, ...], default: tuple[float, ...]) -> tuple[float, ...]:
-    out = [float(v) for text in values for v in text.split(",") if v.strip()]
+def _floats(name: str, values: tuple[str, ...], default: tuple[float, ...]) -> tuple[float, ...]:
+    """``--alpha 0.1 --alpha 0.5`` or ``--alpha 0.1,0.5`` -> (0.1, 0.5); the default when none is given."""
+    try:
+        out = [float(v) for text in values for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected numbers, e.g. 0.1 or 0.1,0.5; got {' '.join(values)!r}",
+                                 param_hint=name) from None
     return tuple(out) or default
+
+
+def _hidden(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(h) for h in value.split(","))
+    except ValueError:
+        widths = ()
+    if len(widths) != 2 or min(widths) < 1:
+        raise click.BadParameter(f"expected two positive widths such as 1024,512; got {value!r}")
+    return widths
 
 
 @main.command("fit-estimator")
@@ -270,7 +285,8 @@ def _floats(values: tuple[str, ...], default: tuple[float, ...]) -> tuple[float,
 @click.option("--warmup", default=15, show_default=True, help="Linear warm-up epochs before the cosine schedule.")
 @click.option("--gzsl", is_flag=True, help="Also evaluate generalized ZSL (calibrated stacking and gate).")
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
-@click.option("--hidden", default="1024,512", show_default=True, help="Estimator MLP hidden widths.")
+@click.option("--hidden", default="1024,512", show_default=True, callback=_hidden,
+              help="Estimator MLP hidden widths.")
 @click.option("--seed", default=0, show_default=True)
 def fit_estimator(visual, text, out, kinds, combine, splits_, alpha, lam, no_temporal, negatives, lr, epochs,
                   batch_size, warmup, gzsl, device, hidden, seed) -> None:
@@ -278,9 +294,10 @@ def fit_estimator(visual, text, out, kinds, combine, splits_, alpha, lam, no_tem
     from pipeline.fit import FitConfig, fit_estimator as run
 
     res = run(FitConfig(visual=visual, text=text, out=out, kinds=tuple(kinds), combine=combine, split=tuple(splits_),
-                        alpha=_floats(alpha, (0.1,)), lam=_floats(lam, (0.5,)), temporal=not no_temporal,
+                        alpha=_floats("--alpha", alpha, (0.1,)), lam=_floats("--lam", lam, (0.5,)),
+                        temporal=not no_temporal,
                         negatives=negatives, lr=lr, epochs=epochs, batch_size=batch_size, warmup=warmup, gzsl=gzsl,
-                        device=device, seed=seed, hidden=tuple(int(h) for h in hidden.split(","))))
+                        device=device, seed=seed, hidden=hidden))
     click.echo(res.table)
     done("run written", res.path)
 

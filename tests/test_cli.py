@@ -79,6 +79,10 @@ def test_user_errors_are_clean_messages(work, tmp_path):
     result = CliRunner().invoke(main, ["pretrain-backbone", "--skeletons", str(work / "sk.h5"), "--split",
                                        "random:99:seed=0", "--out", str(tmp_path / "x.pt")])
     assert result.exit_code == 1 and "Error:" in result.output and "Traceback" not in result.output
+    for option, value in (("--hidden", "64"), ("--alpha", "x")):
+        result = CliRunner().invoke(main, ["fit-estimator", "--visual", str(work / "sk.h5"), "--text",
+                                           str(work / "sk.h5"), "--out", str(tmp_path / "r"), option, value])
+        assert result.exit_code == 2 and option in result.output and "Traceback" not in result.output
 
 
 def test_stage_two_commands(stage_one):
