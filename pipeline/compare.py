@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from features.store import SmieError, atomic_path
+from pipeline.report import metric
 
 METRICS = (("zsl", ("zsl", "selected", "acc")), ("zsl_last", ("zsl", "last", "acc")),
            ("zsl_oracle", ("zsl", "oracle", "acc")), ("h", ("gzsl", "stacking", "h")),
@@ -83,12 +84,6 @@ def pair_caches(visuals: list[Path], specs: tuple[str, ...]) -> list[tuple[Path,
     return [(v, spec, s) for v, (spec, s) in zip(visuals, splits)]
 
 
-def _lookup(metrics: dict, path) -> float:
-    for key in path:
-        metrics = metrics.get(key, {}) if isinstance(metrics, dict) else {}
-    return float(metrics) if isinstance(metrics, (int, float)) else float("nan")
-
-
 def _cell(values) -> str:
     v = np.asarray(values, dtype=float)
     if not np.isfinite(v).any():
@@ -132,7 +127,7 @@ def compare(cfg: CompareConfig) -> Path:
                 used = json.loads((res.out / "config.json").read_text())
                 rows.append(dict(method=method, split=split.id, seed=seed, seconds=time.perf_counter() - start,
                                  kinds="+".join(used["kinds_used"]), epochs=used["epochs_used"],
-                                 **{k: _lookup(metrics, p) for k, p in METRICS}))
+                                 **{k: float(metric(metrics, p)) for k, p in METRICS}))
             if method in notes:
                 break
     runs = pd.DataFrame(rows, columns=["method", "split", "seed", "seconds", "kinds", "epochs"] +

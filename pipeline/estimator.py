@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from features.store import SmieError
+
 NEGATIVES = ("roll", "all", "all-diff-class")
 
 
@@ -57,7 +59,9 @@ class SMIEEstimator(nn.Module):
                  lam: float = 0.5, temporal: bool = True, negatives: str = "roll", score_chunk: int = 1 << 24):
         super().__init__()
         if negatives not in NEGATIVES:
-            raise ValueError(f"negatives must be one of {NEGATIVES}, got {negatives!r}")
+            raise SmieError(f"SMIE option negatives must be one of {', '.join(NEGATIVES)}, got {negatives!r}")
+        if len(tuple(hidden)) != 2:
+            raise SmieError(f"SMIE option hidden must be two layer widths, got {hidden!r}")
         self.config = dict(visual_dim=int(visual_dim), sem_dim=int(sem_dim), hidden=tuple(int(h) for h in hidden),
                            alpha=float(alpha), lam=float(lam), temporal=bool(temporal), negatives=negatives)
         self.alpha, self.lam, self.temporal, self.negatives = float(alpha), float(lam), bool(temporal), negatives

@@ -8,7 +8,10 @@ Every function takes a score matrix ``scores`` (N, K) (higher = more likely; any
   accuracy (insensitive to class imbalance).
 - GZSL: arg-max over all classes; ``seen``/``unseen`` are per-sample accuracies on seen-/unseen-class samples,
   ``h`` their harmonic mean (the SynSE/MSF code's definition); ``*_pc`` the per-class-mean variants.
-- Calibrated stacking (Chao et al. 2016): subtract ``gamma`` from seen-class scores before the arg-max.
+- Calibrated stacking (Chao et al. 2016): subtract ``gamma`` from seen-class scores before the arg-max. The
+  scores are first standardised per sample over the candidate classes (``(s - mean) / std`` of each row), so
+  ``gamma`` is in units of the sample's score spread: it is chosen on the validation model and applied to the
+  separately retrained final model, whose raw score scale differs (raw-scale gamma gave S=0 or U=0 there).
 - Gate (MSF/SynSE style): a sample whose seen-class confidence (1 - normalised entropy) is below a threshold is
   routed to the unseen classes, the rest to the seen classes.
 ``gamma`` and the gate threshold are chosen by :func:`choose_gamma`/:func:`choose_gate` on validation scores.
@@ -56,13 +59,22 @@ def gzsl_from_predictions(pred: np.ndarray, labels: np.ndarray, seen_mask: np.nd
     return out
 
 
+def standardise(scores: np.ndarray) -> np.ndarray:
+    """Per-sample z-scores (N, K): each row minus its mean over the K candidate classes, over its std (rows
+    with zero spread are only centred). Keeps every row's arg-max; puts gamma on a model-independent scale."""
+    s = np.asarray(scores, dtype=np.float64)
+    std = s.std(axis=1, keepdims=True)
+    return (s - s.mean(axis=1, keepdims=True)) / np.where(std > 0, std, 1.0)
+
+
 def calibrated_stacking(scores: np.ndarray, seen_mask: np.ndarray, gamma: float) -> np.ndarray:
-    """Scores with ``gamma`` subtracted from every seen-class column."""
-    return np.asarray(scores) - gamma * np.asarray(seen_mask, dtype=np.float64)[None, :]
+    """Standardised scores (:func:`standardise`) with ``gamma`` subtracted from every seen-class column."""
+    return standardise(scores) - gamma * np.asarray(seen_mask, dtype=np.float64)[None, :]
 
 
 def gzsl_metrics(scores: np.ndarray, labels: np.ndarray, seen_mask: np.ndarray, gamma: float = 0.0) -> dict:
-    """GZSL S/U/H of (N, K) scores over all classes, after calibrated stacking with ``gamma``."""
+    """GZSL S/U/H of (N, K) scores over all classes, after calibrated stacking with ``gamma`` (in per-sample
+    standard deviations; ``gamma=0`` is the plain arg-max)."""
     out = gzsl_from_predictions(calibrated_stacking(scores, seen_mask, gamma).argmax(axis=1), labels, seen_mask)
     out["gamma"] = float(gamma)
     return out
@@ -77,9 +89,10 @@ def _grid(values: np.ndarray, n: int = 101) -> np.ndarray:
 
 def choose_gamma(scores: np.ndarray, labels: np.ndarray, seen_mask: np.ndarray) -> float:
     """The ``gamma`` maximising H on these (validation) scores; candidates are quantiles of the per-sample
-    margin ``max seen score - max unseen score`` (the only values where a prediction can flip), plus 0."""
-    scores, seen_mask = np.asarray(scores), np.asarray(seen_mask, bool)
-    margin = scores[:, seen_mask].max(axis=1) - scores[:, ~seen_mask].max(axis=1)
+    margin ``max seen - max unseen`` of the standardised scores (where a prediction can flip), plus 0."""
+    seen_mask = np.asarray(seen_mask, bool)
+    z = standardise(scores)
+    margin = z[:, seen_mask].max(axis=1) - z[:, ~seen_mask].max(axis=1)
     best, best_h = 0.0, -1.0
     for g in _grid(margin):
         h = gzsl_metrics(scores, labels, seen_mask, g)["h"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -19,11 +18,13 @@ import torch
 from features.store import SmieError, provenance, to_json
 from features.text import read_text
 from features.visual import read_visual
+from pipeline.data.partitions import PARTITION_NAMES, PARTITIONS
 from pipeline.data.splits import Split, resolve_splits
 from pipeline.estimator import NEGATIVES, SMIEEstimator
 from pipeline.fit import FitConfig, FitOptions, FitResult, semantic_matrix
 from pipeline.protocol import StageData, check_split, repartition, run_protocol
-from pipeline.rundir import write_run
+from pipeline.report import metric
+from pipeline.rundir import install_dir, write_run
 
 SUMMARY_KEYS = (("zsl_acc", ("zsl", "selected", "acc")), ("zsl_per_class", ("zsl", "selected", "per_class_acc")),
                 ("zsl_last", ("zsl", "last", "acc")), ("zsl_oracle", ("zsl", "oracle", "acc")),
@@ -78,14 +79,18 @@ def _metrics(split, res: dict, counts: dict) -> dict:
     return out
 
 
-def _lookup(metrics: dict, path) -> float:
-    for key in path:
-        metrics = metrics.get(key, {}) if isinstance(metrics, dict) else {}
-    return float(metrics) if isinstance(metrics, (int, float)) else float("nan")
-
-
 def _fmt(value) -> str:
     return f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+
+
+def _summary(runs: list[dict]) -> dict:
+    """Mean ± std over runs (splits) of every ``SUMMARY_KEYS`` metric that any run has."""
+    out = {}
+    for name, path in SUMMARY_KEYS:
+        vals = np.array([float(metric(m, path)) for m in runs])
+        if np.isfinite(vals).any():
+            out[name] = dict(mean=float(np.nanmean(vals)), std=float(np.nanstd(vals)), values=vals.tolist())
+    return out
 
 
 def _tables(runs: list[dict]) -> str:
@@ -104,10 +109,8 @@ def _tables(runs: list[dict]) -> str:
                          f"{r['test_last']:>7.4f} {r['test_oracle']:>7.4f}{mark}")
     if len(runs) > 1:
         lines.append(f"mean ± std over {len(runs)} splits:")
-        for name, path in SUMMARY_KEYS:
-            vals = np.array([_lookup(m, path) for m in runs])
-            if np.isfinite(vals).any():
-                lines.append(f"  {name:16s} {np.nanmean(vals):.4f} ± {np.nanstd(vals):.4f}")
+        for name, row in _summary(runs).items():
+            lines.append(f"  {name:16s} {row['mean']:.4f} ± {row['std']:.4f}")
     return "\n".join(lines)
 
 
@@ -154,11 +157,11 @@ def run_stage_two(config, *, method: str, model_factory, settings: list[dict], v
     try:
         for sp in splits:
             check_split(sp, vc.split, str(visual))
-            part = vc.partition if sp == base else repartition(vc.partition, vc.labels, vc.split, sp, opts.seed)
+            part = (vc.partition if sp == base else
+                    repartition(vc.partition, vc.labels, vc.split, sp, vc.partition_settings))
             data = StageData(vc.features, masked, vc.labels, part, class_sem, vc.class_names, vc.sample_ids)
             res = run_protocol(make_model, settings, data, sp, opts, gzsl=gzsl)
-            counts = {name: int((part == code).sum()) for code, name in
-                      enumerate(("seen_train", "seen_val", "seen_test", "unseen_test", "unused"))}
+            counts = {name: int((part == PARTITIONS[name]).sum()) for name in PARTITION_NAMES}
             metrics = _metrics(sp, res, counts)
             metrics["method"] = method
             tst = res["test"]
@@ -178,35 +181,13 @@ def run_stage_two(config, *, method: str, model_factory, settings: list[dict], v
                       test_class_ids=list(sp.unseen), class_names=vc.class_names,
                       test_sample_ids=[vc.sample_ids[i] for i in tst["test_rows"]])
             runs.append(metrics)
-        table = _tables(runs)
-        summary = _summary(runs)
+        table, summary = _tables(runs), _summary(runs)
         final = parent / "run" if len(splits) == 1 else parent
         if len(splits) > 1:
             (parent / "summary.json").write_text(to_json(dict(summary=summary, splits=[m["split"] for m in runs])))
         (final / "summary.txt").write_text(table + "\n")
-        _install(final, out)
+        install_dir(final, out)
     finally:
         shutil.rmtree(parent, ignore_errors=True)
     paths = [out] if len(splits) == 1 else [out / split_slug(sp.id) for sp in splits]
     return FitResult(out=out, runs=paths, summary=summary, table=table)
-
-
-def _summary(runs: list[dict]) -> dict:
-    out = {}
-    for name, path in SUMMARY_KEYS:
-        vals = np.array([_lookup(m, path) for m in runs])
-        if np.isfinite(vals).any():
-            out[name] = dict(mean=float(np.nanmean(vals)), std=float(np.nanstd(vals)), values=vals.tolist())
-    return out
-
-
-def _install(src: Path, out: Path) -> None:
-    """Move the finished directory onto ``out``, replacing an older run only after the new one is complete."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-        os.replace(src, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(src, out)

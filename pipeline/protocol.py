@@ -14,19 +14,20 @@ Per split (docs/evaluation.md):
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, replace
+import warnings
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import torch
 
 from features.store import SmieError
+from pipeline.data.partitions import SEEN_TEST, SEEN_TRAIN, SEEN_VAL, UNSEEN_TEST, UNUSED, stratified_split
 from pipeline.evaluate import (choose_gamma, choose_gate, gate_metrics, gzsl_metrics, select_epoch,
                                zsl_metrics)
 from pipeline.device import resolve_device
 from pipeline.fit import FitOptions, TrainSet, train_method
 
-SEEN_TRAIN, SEEN_VAL, SEEN_TEST, UNSEEN_TEST, UNUSED = range(5)
 ORACLE_NOTE = "test-set selection (oracle, as published numbers were obtained); not a valid estimate"
 
 
@@ -53,31 +54,35 @@ def check_split(split, cache_split: dict, where: str) -> None:
                         f"extract features with a backbone trained on {split.id}'s seen classes")
 
 
-def repartition(partition: np.ndarray, labels: np.ndarray, cache_split: dict, split, seed: int = 0,
-                val_fraction: float = 0.1) -> np.ndarray:
+def repartition(partition: np.ndarray, labels: np.ndarray, cache_split: dict, split,
+                settings: dict | None = None) -> np.ndarray:
     """Partition codes for ``split`` from the cache's codes (made for ``cache_split``), in one place.
 
-    Classes keep their codes when their role is unchanged. A class that was unseen for the cache but is
-    seen in ``split`` (the backbone never saw it, so it may train the estimator): its official-train samples
-    (``unused``) become ``seen_train``; its former ``unseen_test`` samples become ``seen_test`` when the cache
-    has an official test partition (any ``seen_test`` code), otherwise a seeded ``val_fraction`` of them
-    become ``seen_val`` and the rest ``seen_train``. Classes in neither list become ``unused``.
+    ``settings`` is the visual cache's ``partition_settings`` (``protocol``, ``val_fraction``,
+    ``test_fraction``, ``seed``; missing keys take :func:`~pipeline.data.partitions.assign_partitions`'s
+    defaults). Classes keep their codes when their role is unchanged. A class that was unseen for the cache but
+    is seen in ``split`` (the backbone never saw it, so it may train the estimator): with an official protocol,
+    its official-train samples (``unused``) are cut per class into ``seen_train``/``seen_val`` and its
+    official-test samples (``unseen_test``) become ``seen_test``; without one, all its samples are cut per
+    class into ``seen_train``/``seen_val``/``seen_test`` with the cache's fractions and partition seed, as the
+    cache's own seen classes were. Classes in neither list become ``unused``.
     """
+    settings = dict(settings or {})
+    protocol = settings.get("protocol")
+    val_fraction = float(settings.get("val_fraction", 0.1))
+    test_fraction = float(settings.get("test_fraction", 0.2))
+    seed = int(settings.get("seed", 0))
     part = np.asarray(partition, dtype=np.int8).copy()
     labels = np.asarray(labels)
-    has_protocol = bool((part == SEEN_TEST).any())
-    rng = np.random.default_rng(seed)
     moved = sorted(set(split.seen) - set(cache_split["seen"]))
-    for c in moved:
-        rows = labels == c
-        part[rows & (partition == UNUSED)] = SEEN_TRAIN
-        former = np.flatnonzero(rows & (partition == UNSEEN_TEST))
-        if has_protocol:
-            part[former] = SEEN_TEST
-        else:
-            is_val = rng.random(len(former)) < val_fraction
-            part[former[is_val]] = SEEN_VAL
-            part[former[~is_val]] = SEEN_TRAIN
+    rows = np.isin(labels, moved)
+    if protocol is not None:
+        train, val = stratified_split(labels, np.flatnonzero(rows & (part == UNUSED)), (val_fraction,), seed)
+        part[rows & (part == UNSEEN_TEST)] = SEEN_TEST
+        test = np.array([], dtype=np.int64)
+    else:
+        train, val, test = stratified_split(labels, np.flatnonzero(rows), (val_fraction, test_fraction), seed)
+    part[train], part[val], part[test] = SEEN_TRAIN, SEEN_VAL, SEEN_TEST
     part[~np.isin(labels, list(split.seen) + list(split.unseen))] = UNUSED
     return part
 
@@ -130,11 +135,8 @@ def _train_tracking(make_model, setting, data, train_classes, eval_rows, eval_cl
         metrics = zsl_metrics(_scores(m, data, eval_rows, eval_classes, device), targets)
         curve.append(metrics["acc"])
         per_class.append(metrics["per_class_acc"])
-        if keep_epoch is None:
-            better = epoch >= start and (kept.get("epoch") is None or metrics["acc"] > curve[kept["epoch"]])
-        else:
-            better = epoch == keep_epoch
-        if better:
+        # select_epoch's rule on the curve so far: this epoch is kept iff it is the selection now
+        if (select_epoch(curve, start) if keep_epoch is None else keep_epoch) == epoch:
             kept.update(epoch=epoch, state=copy.deepcopy(m.state_dict()))
 
     losses = train_method(model, train, opts, on_epoch=on_epoch)
@@ -149,7 +151,7 @@ def validate(make_model: Callable, setting: dict, data: StageData, split, opts: 
     if len(val_rows) == 0:
         raise SmieError(f"split {split.id}: no samples of the validation classes {val_classes}")
     model, track = _train_tracking(make_model, setting, data, train_classes, val_rows, val_classes, opts)
-    epoch = select_epoch(track["curve"], _first_eligible(opts))
+    epoch = track["kept"]["epoch"]
     out = dict(setting=setting, epoch=epoch, val_acc=track["curve"][epoch],
                val_per_class_acc=track["per_class"][epoch], curve=track["curve"], losses=track["losses"])
     if gzsl:
@@ -185,11 +187,16 @@ def final_test(make_model: Callable, val: dict, data: StageData, split, opts: Fi
                curve=curve, losses=track["losses"], test_rows=rows, test_scores=scores, test_targets=targets)
     if gzsl:
         seen_code = SEEN_TEST if len(_rows(data, split.seen, [SEEN_TEST])) else SEEN_VAL
+        if seen_code == SEEN_VAL:
+            warnings.warn(f"split {split.id}: the cache has no seen_test samples, so GZSL tests the seen classes on "
+                          "their seen_val samples, which also chose gamma and the gate threshold; the GZSL numbers "
+                          "are optimistic (metrics gzsl.optimistic = true)", stacklevel=2)
         g_rows = np.concatenate([_rows(data, split.seen, [seen_code]), rows])
         cols = sorted(set(split.seen) | set(unseen))
         g_scores = _scores(model, data, g_rows, cols, device)
         g_targets, seen_mask = _targets(data, g_rows, cols), np.isin(cols, list(split.seen))
         out["gzsl"] = dict(seen_samples="seen_test" if seen_code == SEEN_TEST else "seen_val",
+                           optimistic=seen_code != SEEN_TEST,
                            uncalibrated=gzsl_metrics(g_scores, g_targets, seen_mask, 0.0),
                            stacking=gzsl_metrics(g_scores, g_targets, seen_mask, val["gamma"]),
                            gate=gate_metrics(g_scores, g_targets, seen_mask, val["gate_threshold"]))
@@ -208,7 +215,3 @@ def run_protocol(make_model: Callable[..., torch.nn.Module], settings: list[dict
                   test_last=t["last"]["acc"], test_oracle=t["oracle"]["acc"], selected=i == chosen)
              for i, (v, t) in enumerate(zip(vals, tests))]
     return dict(validation=vals[chosen], test=tests[chosen], sweep=sweep, chosen=chosen)
-
-
-def with_partition(data: StageData, partition: np.ndarray) -> StageData:
-    return replace(data, partition=np.asarray(partition, dtype=np.int8))

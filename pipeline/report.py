@@ -29,12 +29,14 @@ def _runs(paths) -> list[Path]:
     return out
 
 
-def _get(d: dict, *keys, default=float("nan")):
-    for k in keys:
-        if not isinstance(d, dict) or k not in d:
+def metric(metrics: dict, path, default=float("nan")):
+    """The value at ``path`` (a key sequence, e.g. ``("zsl", "selected", "acc")``) of a ``metrics.json`` dict,
+    or ``default`` when a key is missing or the value is null (NaN is written as null)."""
+    for key in path:
+        if not isinstance(metrics, dict) or key not in metrics:
             return default
-        d = d[k]
-    return d
+        metrics = metrics[key]
+    return default if metrics is None else metrics
 
 
 def report(run_dirs: list[str | os.PathLike]):
@@ -52,10 +54,11 @@ def report(run_dirs: list[str | os.PathLike]):
         rows.append(dict(
             run=str(run), method=m.get("method", "?"), split=m.get("split", "?"),
             setting=", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in setting.items()),
-            zsl_acc=_get(m, "zsl", "selected", "acc"), zsl_per_class_acc=_get(m, "zsl", "selected", "per_class_acc"),
-            zsl_last=_get(m, "zsl", "last", "acc"), zsl_oracle=_get(m, "zsl", "oracle", "acc"),
-            gzsl_seen=_get(m, "gzsl", "stacking", "seen"), gzsl_unseen=_get(m, "gzsl", "stacking", "unseen"),
-            gzsl_h=_get(m, "gzsl", "stacking", "h"), gzsl_gate_h=_get(m, "gzsl", "gate", "h"),
-            gzsl_seen_samples=_get(m, "gzsl", "seen_samples", default=""),
+            zsl_acc=metric(m, ("zsl", "selected", "acc")),
+            zsl_per_class_acc=metric(m, ("zsl", "selected", "per_class_acc")),
+            zsl_last=metric(m, ("zsl", "last", "acc")), zsl_oracle=metric(m, ("zsl", "oracle", "acc")),
+            gzsl_seen=metric(m, ("gzsl", "stacking", "seen")), gzsl_unseen=metric(m, ("gzsl", "stacking", "unseen")),
+            gzsl_h=metric(m, ("gzsl", "stacking", "h")), gzsl_gate_h=metric(m, ("gzsl", "gate", "h")),
+            gzsl_seen_samples=metric(m, ("gzsl", "seen_samples"), default=""),
             selection=f"val epoch {sel.get('epoch', '?')} (val acc {sel.get('val_acc', float('nan')):.4f})"))
     return pd.DataFrame(rows, columns=list(COLUMNS))

@@ -42,6 +42,19 @@ def per_class_table(targets: np.ndarray, preds: np.ndarray, class_names: list[st
     return pd.DataFrame(rows)
 
 
+def install_dir(src: Path, out: Path) -> None:
+    """Move the finished directory ``src`` onto ``out`` (same file system), replacing an older ``out`` only
+    after the new one is complete."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+        os.replace(src, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(src, out)
+
+
 def write_run(out: str | os.PathLike, *, method: str, config: dict, metrics: dict, model: torch.nn.Module,
               model_config: dict, info: dict, test_scores: np.ndarray, test_targets: np.ndarray,
               test_class_ids: list[int], class_names: tuple[str, ...], test_sample_ids: list[str]) -> Path:
@@ -69,13 +82,7 @@ def write_run(out: str | os.PathLike, *, method: str, config: dict, metrics: dic
         title = f"{method} {info.get('split', {}).get('id', '')}: ZSL test, unseen classes"
         confusion_png(tmp / "confusion.png", test_targets, preds, names, title)
         top5_png(tmp / "top5.png", test_scores, test_targets, names, list(test_sample_ids))
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        install_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -132,6 +132,17 @@ def test_cycle_methods_fit_their_cycles_into_the_run():
     assert plan_epochs(METHODS["devise"], 300, 128, None) == (100, {})
 
 
+def test_cycle_methods_honour_the_users_cycles():
+    epochs, extra = plan_epochs(METHODS["synse"], n_train=40000, batch_size=128, epochs=None, user={"cycles": 4})
+    assert extra == dict(cycle_length=1700, cycles=4) and epochs == math.ceil(4 * 1700 / 313)
+    epochs, extra = plan_epochs(METHODS["msf"], n_train=300, batch_size=128, epochs=30, user={"cycles": 5})
+    assert epochs == 30 and extra == dict(cycle_length=30 * 3 // 5, cycles=5)
+    _, extra = plan_epochs(METHODS["msf"], 300, 128, 30, {"cycles": 2, "cycle_length": 7})
+    assert extra == dict(cycle_length=7, cycles=2)
+    with pytest.raises(SmieError, match="cycles"):
+        plan_epochs(METHODS["synse"], 300, 128, None, {"cycles": 0})
+
+
 def test_part_of_speech_split_and_description_records(tmp_path):
     assert split_label("take off a hat/cap") == ("take off", "hat/cap")
     assert split_label("hand waving") == ("waving", "hand")
@@ -256,3 +267,17 @@ def test_pos_texts_embed_into_a_text_cache_that_synse_trains_on(tmp_path):
                                       device="cpu", options=("latent=8", "unseen_per_class=10")))
     _, info = load_run(res.out)
     assert info["kinds"] == ["verb", "noun"] and info["class_sem"].shape[1] == 2 * 384
+
+
+def test_smie_notemporal_rejects_unknown_options_as_user_errors():
+    from pipeline.baselines.run import _kwargs
+    cls = METHODS["smie-notemporal"]
+    with pytest.raises(SmieError, match="has no option.*bogus"):
+        cls(8, 6, bogus=1)
+    with pytest.raises(SmieError, match="has no option.*bogus"):
+        _kwargs(cls, {"seed": 0}, {"bogus": 1})
+    with pytest.raises(SmieError, match="temporal must be False"):
+        cls(8, 6, temporal=True)
+    assert _kwargs(cls, {"seed": 0}, {"alpha": 0.2}) == {"alpha": 0.2}
+    model = cls(8, 6, hidden=(16, 8), alpha=0.2)
+    assert model.temporal is False and cls(**model.config).config == model.config

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from features.store import SmieError
 from pipeline.estimator import SMIEEstimator, jsd_terms, temporal_hinge
 from pipeline.fit import Batch
 
@@ -141,3 +142,10 @@ def test_official_ranking_is_preserved():
     _, s = _batch(B=4, seed=3)
     t = model.scores(torch.tensor(v), torch.tensor(s))
     assert torch.equal(t.argmax(1), (-F.softplus(-t)).argmax(1))
+
+
+def test_invalid_options_are_user_errors():
+    with pytest.raises(SmieError, match="negatives must be one of roll, all, all-diff-class"):
+        SMIEEstimator(4, 3, negatives="bad")
+    with pytest.raises(SmieError, match="hidden"):
+        SMIEEstimator(4, 3, hidden=(8, 6, 4))

@@ -1,26 +1,28 @@
 """ZSL/GZSL metrics, calibrated stacking, gate and validation-only selection."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
 from pipeline import protocol
 from pipeline.data.splits import Split
 from pipeline.estimator import SMIEEstimator
-from pipeline.evaluate import (calibrated_stacking, choose_gamma, choose_gate, gate_metrics, gate_statistic, gated_predict,
-                               gzsl_metrics, harmonic, select_epoch, zsl_metrics)
+from pipeline.evaluate import (calibrated_stacking, choose_gamma, choose_gate, gate_metrics, gate_statistic,
+                               gated_predict, gzsl_metrics, harmonic, select_epoch, zsl_metrics)
 from pipeline.fit import FitOptions
 from pipeline.protocol import StageData, run_protocol, validate
 
 # columns 0, 1 seen; 2, 3 unseen
 SEEN = np.array([True, True, False, False])
 SCORES = np.array([
-    [5.0, 1.0, 4.5, 0.0],   # seen 0, right
-    [0.0, 3.0, 2.0, 0.0],   # seen 1, right until gamma > 1
+    [5.0, 1.0, 4.0, 0.0],   # seen 0, right until gamma > 0.485 (standardised margin 1 / sqrt(4.25))
+    [0.0, 3.0, 2.0, 0.0],   # seen 1, right until gamma > 0.77
     [2.0, 0.0, 0.0, 1.0],   # seen 1, wrong (0)
-    [3.0, 0.0, 2.0, 0.0],   # unseen 2, wrong (0); right after gamma > 1
+    [3.0, 0.0, 2.0, 0.0],   # unseen 2, wrong (0); right after gamma > 0.77
     [0.0, 0.0, 1.0, 0.5],   # unseen 2, right
-    [1.0, 0.0, 0.0, 0.8],   # unseen 3, wrong; right after gamma > 0.2
+    [1.0, 0.0, 0.0, 0.8],   # unseen 3, wrong; right after gamma > 0.439
 ])
 LABELS = np.array([0, 1, 1, 2, 2, 3])
 
@@ -43,12 +45,22 @@ def test_gzsl_metrics_by_hand():
 
 
 def test_calibrated_stacking_by_hand():
-    np.testing.assert_allclose(calibrated_stacking(SCORES, SEEN, 1.5)[0], [3.5, -0.5, 4.5, 0.0])
+    # row 0: mean 2.5, deviations (2.5, -1.5, 1.5, -2.5), std sqrt(4.25)
+    z0 = np.array([2.5, -1.5, 1.5, -2.5]) / np.sqrt(4.25)
+    np.testing.assert_allclose(calibrated_stacking(SCORES, SEEN, 1.5)[0], z0 - [1.5, 1.5, 0.0, 0.0])
     m = gzsl_metrics(SCORES, LABELS, SEEN, gamma=1.5)
     # seen: row0 -> col 2 (wrong), row1 -> col 2 (wrong), row2 -> col 3 (wrong); unseen all right
     assert (m["seen"], m["unseen"]) == (0.0, 1.0)
-    m = gzsl_metrics(SCORES, LABELS, SEEN, gamma=0.3)
+    m = gzsl_metrics(SCORES, LABELS, SEEN, gamma=0.46)
     assert (m["seen"], m["unseen"]) == (pytest.approx(2 / 3), pytest.approx(2 / 3))
+
+
+def test_stacking_gamma_is_invariant_to_a_models_score_scale():
+    """gamma chosen on one model must mean the same on a retrained one whose scores are scaled/shifted."""
+    rescaled = 10.0 * SCORES + 3.0
+    assert choose_gamma(rescaled, LABELS, SEEN) == pytest.approx(choose_gamma(SCORES, LABELS, SEEN))
+    for g in (0.0, 0.46, 1.5):
+        assert gzsl_metrics(rescaled, LABELS, SEEN, g)["h"] == gzsl_metrics(SCORES, LABELS, SEEN, g)["h"]
 
 
 def test_choose_gamma_maximises_h_on_validation():
@@ -132,3 +144,32 @@ def test_oracle_is_best_test_epoch_and_labelled():
     assert res["validation"]["epoch"] >= first and t["oracle"]["epoch"] >= first
     assert t["last"]["acc"] == t["curve"][-1]
     assert t["selected"]["acc"] == pytest.approx(t["curve"][res["validation"]["epoch"]])
+
+
+def test_kept_state_is_the_selected_epoch_even_with_nan_accuracy(monkeypatch):
+    """The snapshot used for gamma/gate calibration follows select_epoch's rule (NaN never wins)."""
+    data, split = _data()
+    script = iter([0.1, 0.2, float("nan"), 0.3])
+    real = protocol.zsl_metrics
+    monkeypatch.setattr(protocol, "zsl_metrics", lambda s, t: {**real(s, t), "acc": next(script)})
+    train_classes = [c for c in split.seen if c not in split.val_unseen]
+    rows = protocol._rows(data, split.val_unseen, [protocol.SEEN_TRAIN, protocol.SEEN_VAL])
+    _, track = protocol._train_tracking(_make, dict(alpha=0.1, lam=0.5), data, train_classes, rows,
+                                        list(split.val_unseen), OPTS)
+    assert track["kept"]["epoch"] == select_epoch(track["curve"], protocol._first_eligible(OPTS)) == 3
+
+
+def test_gzsl_on_seen_val_samples_warns_and_is_marked_optimistic():
+    data, split = _data()
+    with pytest.warns(UserWarning, match="optimistic"):
+        res = run_protocol(_make, [dict(alpha=0.1, lam=0.5)], data, split, OPTS, gzsl=True)
+    assert res["test"]["gzsl"]["seen_samples"] == "seen_val" and res["test"]["gzsl"]["optimistic"] is True
+
+    part = data.partition.copy()
+    part[(part == protocol.SEEN_VAL) & (np.arange(len(part)) % 2 == 0)] = protocol.SEEN_TEST
+    held_out = StageData(data.features, data.masked, data.labels, part, data.class_sem, data.class_names,
+                         data.sample_ids)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = run_protocol(_make, [dict(alpha=0.1, lam=0.5)], held_out, split, OPTS, gzsl=True)
+    assert res["test"]["gzsl"]["seen_samples"] == "seen_test" and res["test"]["gzsl"]["optimistic"] is False

@@ -1,6 +1,7 @@
 """Stage-two loop, semantics, learnability, run directories and ``fit-estimator`` on real HDF5 caches."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -113,9 +114,40 @@ def test_learnable_unseen_classes_reach_high_zsl_accuracy_and_shuffled_do_not():
 def test_repartition_moves_only_classes_the_backbone_never_saw():
     _, _, _, labels, part, split = _world()
     new = Split("x", 16, tuple(range(4, 16)) + (0,), (1, 2, 3), (4,))
-    out = repartition(part, labels, split, new, seed=0)
-    assert (out[labels == 0] <= 1).all() and (out[labels == 0] == 1).any() and (out[labels == 0] == 0).any()
+    out = repartition(part, labels, split, new, {"protocol": None, "val_fraction": 0.1, "test_fraction": 0.2,
+                                                 "seed": 0})
+    moved = out[labels == 0]
+    assert set(moved.tolist()) == {0, 1, 2} and (moved == 0).sum() > (moved == 2).sum() > 0
     np.testing.assert_array_equal(out[labels != 0], part[labels != 0])
+
+
+def test_repartition_without_protocol_trains_on_moved_classes_even_when_seen_test_exists():
+    """Regression: a cache without a protocol has seen_test samples too (test_fraction); a class moved from
+    unseen into seen by a file split must still get seen_train samples, not only seen_test."""
+    from pipeline.data.partitions import assign_partitions
+    labels = np.repeat(np.arange(8), 20)
+    cache = Split("cache", 8, tuple(range(2, 8)), (0, 1), (2,))
+    settings = {"protocol": None, "val_fraction": 0.1, "test_fraction": 0.2, "seed": 3}
+    part = assign_partitions(labels, None, cache, **settings)
+    assert (part == 2).any()
+    new = Split("file:x", 8, tuple(range(1, 8)), (0,), (2,))
+    out = repartition(part, labels, dataclasses.asdict(cache), new, settings)
+    moved = out[labels == 1]
+    assert (moved == 0).sum() == 14 and (moved == 1).sum() == 2 and (moved == 2).sum() == 4
+    np.testing.assert_array_equal(out[labels != 1], part[labels != 1])
+
+
+def test_repartition_with_protocol_keeps_official_test_samples_for_testing():
+    labels = np.repeat(np.arange(4), 10)
+    official_train = np.tile(np.arange(10) < 6, 4)
+    part = np.where(np.isin(labels, (0, 1)), np.where(official_train, 4, 3),
+                    np.where(official_train, 0, 2)).astype(np.int8)
+    cache = dict(id="c", seen=[2, 3], unseen=[0, 1], val_unseen=[3])
+    new = Split("file:x", 4, (1, 2, 3), (0,), (3,))
+    out = repartition(part, labels, cache, new, {"protocol": "ntu-xsub", "val_fraction": 0.2, "seed": 0})
+    moved = out[labels == 1]
+    assert (moved[~official_train[:10]] == 2).all()
+    assert sorted(moved[official_train[:10]].tolist()) == [0, 0, 0, 0, 0, 1]
 
 
 def test_run_directory_round_trip(tmp_path):

@@ -9,6 +9,9 @@ the run's).
 """
 from __future__ import annotations
 
+import inspect
+
+from features.store import SmieError
 from pipeline.baselines.cadavae import CADAVAE
 from pipeline.baselines.devise import DeViSE
 from pipeline.baselines.jpose import JPoSE
@@ -35,6 +38,13 @@ class SMIENoTemporal(SMIEEstimator):
     uses_masked = False
 
     def __init__(self, visual_dim: int, sem_dim: int, **options):
+        accepted = set(inspect.signature(SMIEEstimator.__init__).parameters) - {"self", "visual_dim", "sem_dim"}
+        unknown = sorted(set(options) - accepted)
+        if unknown:
+            raise SmieError(f"method SMIENoTemporal has no option(s) {', '.join(unknown)} "
+                            f"(known: {', '.join(sorted(accepted - {'temporal'}))})")
+        if options.get("temporal", False):
+            raise SmieError("method SMIENoTemporal is SMIE without the temporal constraint: temporal must be False")
         options["temporal"] = False
         super().__init__(visual_dim, sem_dim, **options)
 

@@ -75,33 +75,58 @@ def method_kinds(cls: type, kinds: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(default) if default and tuple(kinds) == ("label",) else tuple(kinds)
 
 
-def plan_epochs(cls: type, n_train: int, batch_size: int, epochs: int | None) -> tuple[int, dict]:
+def plan_epochs(cls: type, n_train: int, batch_size: int, epochs: int | None,
+                user: dict | None = None) -> tuple[int, dict]:
     """Epochs to run and constructor options that depend on them.
 
     Cycle-scheduled methods (SynSE, MSF) count their schedule in steps: by default ``cycles x cycle_length``
     steps (the code's 10 x 1700), capped at ``MAX_DEFAULT_EPOCHS`` epochs; when capped or when ``epochs`` is
-    given, the cycle is shortened so the cycles fit the run, keeping the schedule's proportions.
+    given, the cycle is shortened so the cycles fit the run, keeping the schedule's proportions. The user's
+    ``cycles``/``cycle_length`` method options (``user``) replace the defaults; a given ``cycle_length`` is
+    never shortened.
     """
+    user = user or {}
     steps_per_epoch = max(1, math.ceil(n_train / batch_size))
     if hasattr(cls, "default_cycles"):
-        cycles, cycle_length = cls.default_cycles, cls.default_cycle_length
+        try:
+            cycles = int(user.get("cycles", cls.default_cycles))
+            cycle_length = int(user.get("cycle_length", cls.default_cycle_length))
+        except (TypeError, ValueError):
+            raise SmieError(f"method {cls.__name__}: options cycles and cycle_length must be integers, got "
+                            f"{user.get('cycles')!r}, {user.get('cycle_length')!r}") from None
+        if cycles < 1 or cycle_length < 1:
+            raise SmieError(f"method {cls.__name__}: options cycles and cycle_length must be >= 1")
         if epochs is None:
             epochs = min(MAX_DEFAULT_EPOCHS, math.ceil(cycles * cycle_length / steps_per_epoch))
-        cycle_length = min(cycle_length, max(1, epochs * steps_per_epoch // cycles))
-        return epochs, dict(cycle_length=cycle_length)
+        if "cycle_length" not in user:
+            cycle_length = min(cycle_length, max(1, epochs * steps_per_epoch // cycles))
+        return epochs, dict(cycle_length=cycle_length, cycles=cycles)
     return (cls.default_epochs if epochs is None else epochs), {}
+
+
+def _accepted(cls: type) -> set[str] | None:
+    """Keyword options ``cls(...)`` accepts: a constructor taking ``**options`` passes them to its base class
+    (``SMIENoTemporal``), so the base's parameters count too; None when nothing bounds them."""
+    import inspect
+
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        params = inspect.signature(klass.__init__).parameters.values()
+        names |= {p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            return names - {"self", "visual_dim", "sem_dim"}
+    return None
 
 
 def _kwargs(cls: type, options: dict, user: dict) -> dict:
     """Options the constructor accepts (``seed`` only where it exists); a user option it lacks is an error."""
-    import inspect
-
-    params = inspect.signature(cls.__init__).parameters
-    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
-    bad = [k for k in user if k not in params and not takes_any]
+    accepted = _accepted(cls)
+    bad = [k for k in user if accepted is not None and k not in accepted]
     if bad:
         raise SmieError(f"method {cls.__name__} has no option(s) {', '.join(bad)}")
-    return {**{k: v for k, v in options.items() if k in params}, **user}
+    return {**{k: v for k, v in options.items() if accepted is None or k in accepted}, **user}
 
 
 def fit_baseline(cfg: BaselineConfig) -> FitResult:
@@ -118,7 +143,7 @@ def fit_splits(cfg: BaselineConfig, epochs_scale: float = 1.0) -> FitResult:
     """
     from features.visual import read_visual_header
     from pipeline.experiment import cache_split, run_stage_two
-    from pipeline.protocol import SEEN_TRAIN
+    from pipeline.data.partitions import SEEN_TRAIN
 
     cls = method_class(cfg.name)
     if cfg.batch_size < 1 or (cfg.epochs is not None and cfg.epochs < 0) or epochs_scale <= 0:
@@ -129,9 +154,9 @@ def fit_splits(cfg: BaselineConfig, epochs_scale: float = 1.0) -> FitResult:
     head = read_visual_header(cfg.visual)
     base = cache_split(head)
     n_train = int(((np.asarray(head.partition) == SEEN_TRAIN) & np.isin(head.labels, list(base.seen))).sum())
-    epochs, extra = plan_epochs(cls, n_train, cfg.batch_size, cfg.epochs)
+    epochs, extra = plan_epochs(cls, n_train, cfg.batch_size, cfg.epochs, user)
     if cfg.epochs is None and epochs_scale != 1.0:
-        epochs, extra = plan_epochs(cls, n_train, cfg.batch_size, max(1, round(epochs * epochs_scale)))
+        epochs, extra = plan_epochs(cls, n_train, cfg.batch_size, max(1, round(epochs * epochs_scale)), user)
     options = _kwargs(cls, dict(extra, seed=cfg.seed), user)
     steps_per_epoch = max(1, math.ceil(n_train / cfg.batch_size))
     lr = cls.default_lr if cfg.lr is None else cfg.lr

@@ -43,7 +43,7 @@ PROTOCOLS = {
 }
 
 
-def _stratified(labels: np.ndarray, index: np.ndarray, fractions: tuple[float, ...], seed: int) -> list[np.ndarray]:
+def stratified_split(labels: np.ndarray, index: np.ndarray, fractions: tuple[float, ...], seed: int) -> list[np.ndarray]:
     """Cut ``index`` per class into len(fractions)+1 parts: the first gets the remainder, so never empty."""
     rng = np.random.default_rng(seed)
     parts: list[list[int]] = [[] for _ in range(len(fractions) + 1)]
@@ -91,7 +91,7 @@ def assign_partitions(
     if protocol is None:
         if val_fraction + test_fraction >= 1.0:
             raise SmieError("val_fraction + test_fraction must leave some seen samples for training")
-        train, val, test = _stratified(labels, seen_idx, (val_fraction, test_fraction), seed)
+        train, val, test = stratified_split(labels, seen_idx, (val_fraction, test_fraction), seed)
         out[is_unseen] = UNSEEN_TEST
     else:
         if protocol not in PROTOCOLS:
@@ -106,7 +106,7 @@ def assign_partitions(
         if np.any(values < 0):
             raise SmieError(f"protocol {protocol}: {int(np.sum(values < 0))} samples have an unknown '{column}'")
         in_train = rule(values)
-        train, val = _stratified(labels, seen_idx[in_train[seen_idx]], (val_fraction,), seed)
+        train, val = stratified_split(labels, seen_idx[in_train[seen_idx]], (val_fraction,), seed)
         test = seen_idx[~in_train[seen_idx]]
         out[is_unseen & ~in_train] = UNSEEN_TEST
         out[is_unseen & in_train] = UNUSED
