@@ -335,8 +335,8 @@ def predict(files, backbone, run_dir, labels, label_template, center, fmt, encod
     from pipeline.predict import PredictConfig, format_predictions, predict as run
 
     table = run(PredictConfig(backbone=backbone, run=run_dir, labels=tuple(labels), files=tuple(files), format=fmt,
-                              encoder=encoder, top_k=top_k, device=device, json=as_json,
-                              label_template=label_template, center=center))
+                              encoder=encoder, top_k=top_k, device=device, label_template=label_template,
+                              center=center))
     click.echo(format_predictions(table, as_json))
 
 

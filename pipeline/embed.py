@@ -18,9 +18,9 @@ import numpy as np
 
 from features.store import SmieError, file_sha256, provenance
 from features.text import TextCache, TextKind, write_text
+from prompts.prompt_template import KIND_NAME
 
 LABEL_KIND = "label"
-KIND_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,6 @@ class PredictConfig:
     encoder: str | None = None
     top_k: int = 5
     device: str = "auto"
-    json: bool = False
     label_template: str | None = None
     center: str | None = None
 

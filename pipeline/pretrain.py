@@ -31,7 +31,8 @@ from torch import nn
 
 from features.skeletons import read_skeletons
 from features.store import SmieError, atomic_path, file_sha256, provenance
-from pipeline.backbones import build_backbone, load_init_weights, save_checkpoint
+from pipeline.backbones import FORMAT, build_backbone, check_backbone_compatible, load_backbone, load_init_weights
+from pipeline.backbones import save_checkpoint
 from pipeline.data.partitions import SEEN_TRAIN, SEEN_VAL, assign_partitions
 from pipeline.data.splits import Split, resolve_split
 from pipeline.pretrain_loop import DistEnv, evaluate, make_loader, run_epoch, setup_distributed
@@ -106,6 +107,37 @@ def resume_path(out: Path) -> Path:
     return Path(out).with_name(Path(out).name + ".resume")
 
 
+def vet_init(path: Path, split: Split, class_names) -> dict:
+    """Check ``--init`` weights against ``split``; the returned ``{path, sha256, verified}`` goes to provenance.
+
+    An smie checkpoint records its training split, so one that saw a class unseen in ``split`` is refused
+    (:class:`SmieError`). Foreign weights record nothing: smie cannot tell which classes they saw, so they load
+    with a warning and ``verified`` False; an smie checkpoint that was itself started from unverified weights
+    inherits that.
+    """
+    path = Path(path)
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for foreign or damaged files
+        raise SmieError(f"{path}: --init weights cannot be read as a weights-only torch checkpoint ({exc})") from None
+    verified = isinstance(raw, dict) and raw.get("format") == FORMAT
+    if verified:
+        _, info = load_backbone(path)
+        try:
+            check_backbone_compatible(info, split, class_names=class_names)
+        except SmieError as exc:
+            raise SmieError(f"{path}: refusing --init: {exc}") from None
+        verified = bool((info.provenance.get("init") or {}).get("verified", True))
+        if not verified:
+            warnings.warn(f"{path}: this smie checkpoint was itself initialised from unverified weights; "
+                          f"smie cannot verify that they never saw a class unseen in split {split.id}", stacklevel=3)
+    else:
+        warnings.warn(f"{path}: foreign --init weights; smie cannot verify which classes they were trained on, so "
+                      f"zero-shot results on split {split.id} are only honest if they never saw its unseen classes",
+                      stacklevel=3)
+    return {"path": str(path), "sha256": file_sha256(path), "verified": verified}
+
+
 def _fingerprint(cfg: PretrainConfig, skeleton_sha: str, world: int) -> dict:
     keep = ("split", "arch", "size", "epochs", "batch_size", "lr", "weight_decay", "val_fraction",
             "test_fraction", "protocol", "seed")
@@ -154,6 +186,7 @@ def pretrain_backbone(cfg: PretrainConfig, on_epoch: Callable[[int, dict], None]
         warnings.warn(f"{cfg.skeletons}: only {steps} optimiser steps per epoch ({len(train_idx)} training samples, "
                       f"batch {cfg.batch_size}); BatchNorm running statistics lag with so few steps (MSR Action3D "
                       "at batch 128 stays at chance on validation). Consider --batch-size 16.", stacklevel=2)
+    init = vet_init(cfg.init, split, sset.class_names) if cfg.init is not None else None
     head_of = np.full(len(sset.class_names), -1, dtype=np.int64)
     head_of[list(split.seen)] = np.arange(len(split.seen))
 
@@ -201,7 +234,7 @@ def pretrain_backbone(cfg: PretrainConfig, on_epoch: Callable[[int, dict], None]
             best_acc, best_epoch = stats["val_acc"], epoch + 1
             if env.rank == 0:
                 _save_best(cfg, model, split, sset, skeleton_sha, best_epoch, best_acc, history, train_idx,
-                           val_idx, served_train, served_val, env)
+                           val_idx, served_train, served_val, env, init)
         if env.rank == 0:
             _save_resume(rpath, fingerprint, model, optimizer, scheduler, epoch + 1, best_acc, best_epoch,
                          history, env)
@@ -218,11 +251,11 @@ def pretrain_backbone(cfg: PretrainConfig, on_epoch: Callable[[int, dict], None]
 
 
 def _save_best(cfg, model, split, sset, skeleton_sha, best_epoch, best_acc, history, train_idx, val_idx,
-               served_train, served_val, env: DistEnv) -> None:
+               served_train, served_val, env: DistEnv, init: dict | None) -> None:
     ids = sset.sample_ids
     prov = provenance(
         cfg,
-        inputs={"init": cfg.init} if cfg.init else None,
+        init=init,
         skeletons={"path": str(cfg.skeletons), "sha256": skeleton_sha},
         train_samples=len(train_idx),
         train_ids_sha256=ids_sha256(ids[i] for i in train_idx),

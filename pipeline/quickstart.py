@@ -28,7 +28,7 @@ BUDGET_S = 180
 
 @dataclass(frozen=True)
 class QuickstartConfig:
-    """``data`` None = the embedded synthetic set; ``split`` None = ``random:U:seed=0`` with U ~ 1/4 of the
+    """``data`` None = the embedded synthetic set; ``split`` None = ``random:U:seed=<seed>`` with U ~ 1/4 of the
     classes (4 of the 16 synthetic ones); ``epochs`` None = the size's backbone epochs."""
 
     workdir: Path = Path("smie-work")
@@ -67,8 +67,9 @@ def _header(cfg: QuickstartConfig, workdir: Path, data_note: str) -> str:
         "Every file below was written by one stage; the command under each stage reruns it by hand "
         "(from any directory: the paths are absolute). `smie quickstart` again skips stages whose files exist "
         "and whose settings are unchanged (`quickstart-state.json` records them); delete a file to redo its stage.\n\n"
-        f"Budget: the default size aims at under {BUDGET_S} s in all on 2 CPU cores "
-        f"({SIZES['default'].describe()}); the wall and CPU seconds are what this machine took (wall time grows "
+        f"Budget: the {cfg.size} size ({SIZES[cfg.size].describe()})"
+        + (f" aims at under {BUDGET_S} s in all on 2 CPU cores" if cfg.size == "default" else " is a smoke run")
+        + "; the wall and CPU seconds are what this machine took (wall time grows "
         "when other programs share the cores). "
         "These epoch counts are far below the papers' and only show the pipeline working; see README for "
         "faithful settings."

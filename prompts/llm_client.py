@@ -116,6 +116,9 @@ class ChatClient:
                     ) from None
                 problem, transient = f"{what}: {self.host} answered HTTP {code}: {detail}", True
                 retry_after = _retry_after(exc)
+            except Exception as exc:  # any other openai/httpx failure: only its scrubbed text may leave
+                raise SmieError(self.scrub(f"{what}: request to {self.host} failed: {type(exc).__name__}: {exc}")
+                                ) from None
             problem = self.scrub(problem)
             if attempt == self.max_retries or waited >= self.max_wait:
                 why = f"gave up after {attempt + 1} attempts and {waited:.1f} s of waiting"

@@ -169,6 +169,22 @@ def test_refusal_is_not_retried_and_key_is_scrubbed(tmp_path):
     assert len(srv.calls) == 1
 
 
+def test_unexpected_client_error_is_scrubbed_and_unchained():
+    """A fault outside the timeout/connection/status families (injected) still leaves only a scrubbed message."""
+    from prompts.llm_client import ChatClient
+
+    client = ChatClient("http://127.0.0.1:9/v1", timeout=0.5, max_retries=2, backoff=0.01, max_wait=1.0)
+
+    def explode(**kwargs):
+        raise ValueError(f"odd failure with header Authorization: Bearer {SECRET}")
+
+    client.client.chat.completions.create = explode
+    with pytest.raises(SmieError) as err:
+        client.complete("fake-model", "prompt", 0.0, 10, 0, "wave")
+    assert "ValueError" in str(err.value) and "***" in str(err.value) and SECRET not in str(err.value)
+    assert err.value.__cause__ is None and err.value.__suppress_context__
+
+
 def test_unusable_replies_are_counted_not_stored(tmp_path, caplog):
     classes = tmp_path / "classes.txt"
     classes.write_text("wave\nclap\n")

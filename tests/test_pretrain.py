@@ -129,3 +129,31 @@ def test_unknown_split_and_empty_validation_are_user_errors(trained):
         pretrain_backbone(dataclasses.replace(cfg, split="nonsense", out=tmp / "x.pt"))
     with pytest.raises(SmieError, match="validation samples"):
         pretrain_backbone(dataclasses.replace(cfg, val_fraction=0.0, out=tmp / "y.pt"))
+
+
+def test_init_from_an_smie_checkpoint_is_checked_against_the_split(trained):
+    """A backbone trained on split seed=0 saw class 2, which is unseen in split seed=1: refused."""
+    tmp, _, cfg, _ = trained
+    with pytest.raises(SmieError, match=r"full\.pt: refusing --init: .*unseen in split random:2:seed=1"):
+        pretrain_backbone(dataclasses.replace(cfg, split="random:2:seed=1", init=cfg.out, out=tmp / "leak.pt"))
+    assert not (tmp / "leak.pt").exists()
+    again = dataclasses.replace(cfg, init=cfg.out, out=tmp / "again.pt", epochs=1)
+    pretrain_backbone(again)
+    record = torch.load(again.out, weights_only=True)["provenance"]["init"]
+    assert record["path"] == str(cfg.out) and record["verified"] is True
+    assert len(record["sha256"]) == 64 and record["sha256"] == load_backbone(cfg.out)[1].sha256
+
+
+def test_foreign_init_weights_warn_and_are_recorded_unverified(trained):
+    tmp, _, cfg, _ = trained
+    foreign = tmp / "foreign.pt"
+    torch.save({"module." + k: v for k, v in load_backbone(cfg.out)[0].state_dict().items()}, foreign)
+    run = dataclasses.replace(cfg, init=foreign, out=tmp / "foreign-init.pt", epochs=1)
+    with pytest.warns(UserWarning, match="foreign --init weights; smie cannot verify"):
+        pretrain_backbone(run)
+    record = torch.load(run.out, weights_only=True)["provenance"]["init"]
+    assert record["path"] == str(foreign) and record["verified"] is False
+    chained = dataclasses.replace(cfg, init=run.out, out=tmp / "chained.pt", epochs=1)
+    with pytest.warns(UserWarning, match="itself initialised from unverified weights"):
+        pretrain_backbone(chained)
+    assert torch.load(chained.out, weights_only=True)["provenance"]["init"]["verified"] is False

@@ -7,6 +7,7 @@ import pytest
 
 from features.store import SmieError
 from pipeline.quickstart import QuickstartConfig, quickstart
+from pipeline.quickstart_stages import SIZES, default_split
 from pipeline.workdir import STATE_FILE
 
 STAGES = ("synthetic", "prepare", "pretrain-backbone", "extract-visual", "embed-labels", "fit-estimator",
@@ -48,6 +49,8 @@ def test_tiny_quickstart_runs_indexes_and_resumes(tmp_path):
     assert f"smie fit-baseline devise --visual {work / 'visual.h5'}" in index
     _check_commands_parse(index)
     assert "synthetic" in index.lower() and "Results" in index
+    assert f"the tiny size ({SIZES['tiny'].describe()}) is a smoke run" in index
+    assert "split random:4:seed=0" in first.table
 
     table_lines = first.table.splitlines()
     assert "ZSL acc" in table_lines[1] and "GZSL H" in table_lines[1]
@@ -71,6 +74,11 @@ def test_tiny_quickstart_runs_indexes_and_resumes(tmp_path):
                                         baseline="relationnet"), echo=lines.append)
     assert set(STAGES) - set(third.skipped) == {"fit-baseline"}
     assert "relationnet" in third.metrics
+
+
+def test_default_split_follows_the_seed():
+    assert default_split(QuickstartConfig(seed=3), 16) == "random:4:seed=3"
+    assert default_split(QuickstartConfig(seed=3, split="random:2:seed=0"), 16) == "random:2:seed=0"
 
 
 def test_bad_size_and_format_without_data(tmp_path):
