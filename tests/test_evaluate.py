@@ -173,3 +173,18 @@ def test_gzsl_on_seen_val_samples_warns_and_is_marked_optimistic():
         warnings.simplefilter("error")
         res = run_protocol(_make, [dict(alpha=0.1, lam=0.5)], held_out, split, OPTS, gzsl=True)
     assert res["test"]["gzsl"]["seen_samples"] == "seen_test" and res["test"]["gzsl"]["optimistic"] is False
+
+
+def test_eval_every_scores_only_every_kth_epoch_and_never_selects_the_others():
+    data, split = _data()
+
+    def make(alpha, lam):
+        model = _make(alpha, lam)
+        model.eval_every = 3
+        return model
+
+    opts = FitOptions(epochs=7, batch_size=32, lr=1e-3, warmup=0, seed=0)
+    val = validate(make, dict(alpha=0.1, lam=0.5), data, split, opts, gzsl=False)
+    evaluated = [i for i, v in enumerate(val["curve"]) if not np.isnan(v)]
+    assert evaluated == [2, 5, 6]
+    assert val["epoch"] in evaluated

@@ -18,7 +18,13 @@ from pipeline.baselines.vae import reparameterize, train_latent_classifier
 
 
 class LatentClassifierStage(nn.Module):
-    """Base class; the numbers of latents per class and the classifier schedule are per-method constructor args."""
+    """Base class; the numbers of latents per class and the classifier schedule are per-method constructor args.
+
+    Scoring retrains the latent classifier, which costs far more than a training epoch, so the selection
+    protocol evaluates these methods every ``eval_every`` epochs (plus the last) instead of after each one.
+    """
+
+    eval_every = 5
 
     def __init__(self, latent: int, seen_per_class: int, unseen_per_class: int, cls_epochs: int, cls_lr: float,
                  cls_batch: int, cls_relu: bool, seed: int, zsl_unseen_per_class: int | None = None):
