@@ -29,3 +29,15 @@ def refdata_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"reference data not available at {path}")
     return path
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Run torch on one thread for a test module: tiny models spend their time in thread hand-offs, and on a
+    busy 2-core machine two spinning OpenMP threads make them 10-20x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

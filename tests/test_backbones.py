@@ -20,13 +20,7 @@ from pipeline.data.layouts import LAYOUTS
 from pipeline.data.splits import Split, resolve_split
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Other test files run in parallel on two cores; OpenMP spinning with two threads is 10x slower there."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _official_stgcn_graph(num_node, edges, center):

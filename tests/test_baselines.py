@@ -38,13 +38,7 @@ TINY = {
 UNSEEN = (0, 7, 11, 14, 21, 28)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models are dominated by thread hand-offs on a busy 2-core machine; one thread is 20x faster."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def world(seed=0, D=32, E=8, pos=False, per=30):

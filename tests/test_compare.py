@@ -5,19 +5,13 @@ import json
 
 import pandas as pd
 import pytest
-import torch
 
 from features.store import SmieError
 from pipeline.compare import CompareConfig, compare, pair_caches
 from tests.test_baselines import write_caches
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_compare_writes_table_csv_and_chart_over_folds_and_seeds(tmp_path, capsys):

@@ -45,13 +45,7 @@ def _checkpoint(path, skel_path, sset, split_spec="random:1:seed=0", train_sha=N
     return split, part
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These tensors are tiny: extra intra-op threads only add synchronisation (10x slower on a loaded box)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -18,13 +18,7 @@ K, PER, T, V, M = 6, 8, 16, 25, 2
 SPLIT = "random:2:seed=0"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Other test files run in parallel on two cores; OpenMP spinning with two threads is 10x slower there."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cache(path, poison_unseen=False):
