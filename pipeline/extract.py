@@ -17,7 +17,6 @@ the shards into ``out`` after a barrier (under torchrun the process group is ini
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +30,7 @@ from features.skeletons import iter_skeleton_chunks, read_skeleton_header
 from features.store import SmieError, file_sha256, provenance
 from features.visual import VisualCache, VisualWriter, join_shards
 from pipeline.keyframes import VARIANTS, masked_views, num_views
+from pipeline.backbones import embed
 from pipeline.device import resolve_device
 
 
@@ -109,12 +109,6 @@ def check_compatible(cfg: ExtractConfig, info, sset, skeleton_sha: str | None, p
 
 
 @torch.no_grad()
-def _embed(module: torch.nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    ctx = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
-    with ctx:
-        return module(x).float()
-
-
 class _Batches(torch.utils.data.Dataset):
     """Batch ``i`` = skeleton rows ``items[i]`` as ``(offset, last_of_chunk, x (n, C, T, V, M) float32)``;
     read through ``iter_skeleton_chunks`` so that worker processes each open the file themselves."""
@@ -196,8 +190,8 @@ def _extract_rows(cfg, module, device, writer, start, stop, timer, verify: _Hash
         views = masked_views(x, variant, cfg.keyframes, cfg.random_drop, W, cfg.seed, np.arange(offset, offset + N))
         sync()
         t1 = time.perf_counter()
-        full = _embed(module, x, device)
-        part = _embed(module, views.reshape(N * W, C, views.shape[3], V, M), device)
+        full = embed(module, x, device)
+        part = embed(module, views.reshape(N * W, C, views.shape[3], V, M), device)
         sync()
         t2 = time.perf_counter()
         timer["mask"] += t1 - t0

@@ -139,22 +139,11 @@ def _encoder(cfg: PredictConfig, info: dict, device: str):
     return enc
 
 
-def _embed(module, x, device):
-    """(N, C, T, V, M) -> (N, D) float32 at the precision extract-visual uses (bf16 autocast on CUDA), so the
-    estimator scores features like the ones it was trained on."""
-    import contextlib
-
-    import torch
-
-    ctx = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
-    with torch.no_grad(), ctx:
-        return module(x).float()
-
-
 def _features(cfg: PredictConfig, module, binfo, device) -> tuple[list[tuple[str, str]], np.ndarray]:
     """Read, preprocess and embed every sample of every file -> ([(file, sample_id)], (N, D) float32)."""
     import torch
 
+    from pipeline.backbones import embed
     from pipeline.data.layouts import get_layout
     from pipeline.data.preprocess import preprocess_sample
     from pipeline.data.readers import load_raw
@@ -175,7 +164,7 @@ def _features(cfg: PredictConfig, module, binfo, device) -> tuple[list[tuple[str
             chunk = raw.samples[b : b + BATCH]
             x = np.stack([preprocess_sample(s.data, layout, binfo.num_frames, center, where=f"{path} {s.sample_id}")[0]
                           for s in chunk])
-            feats.append(_embed(module, torch.from_numpy(x).to(device), device).cpu().numpy())
+            feats.append(embed(module, torch.from_numpy(x).to(device), device).cpu().numpy())
         keys += [(str(path), s.sample_id) for s in raw.samples]
     return keys, np.concatenate(feats).astype(np.float32)
 

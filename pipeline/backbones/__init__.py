@@ -7,6 +7,7 @@ refuse a backbone whose seen classes overlap their evaluation classes (:func:`ch
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from dataclasses import dataclass
@@ -115,6 +116,17 @@ def _read(path: Path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for foreign or damaged files
         raise SmieError(f"{path}: cannot be read as a weights-only torch checkpoint ({exc})") from None
+
+
+@torch.no_grad()
+def embed(module: nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Frozen-backbone features (N, C, T, V, M) -> (N, D) float32, bf16 autocast on CUDA.
+
+    extract-visual and predict both call this, so raw files at prediction time get exactly the precision of
+    the cached features the estimator was trained on."""
+    ctx = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    with ctx:
+        return module(x).float()
 
 
 def load_backbone(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, BackboneInfo]:
