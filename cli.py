@@ -23,7 +23,7 @@ class SmieGroup(click.Group):
         try:
             return super().invoke(ctx)
         except Exception as exc:
-            from features.store import SmieError
+            from smie.features.store import SmieError
 
             if isinstance(exc, SmieError):
                 raise click.ClickException(str(exc)) from None
@@ -67,7 +67,7 @@ def done(message: str, path: Any) -> None:
                    "(frame), or none.")
 def prepare(fmt, input_path, out, num_frames, max_bodies, dataset, labels, skip_bad, center) -> None:
     """Read raw skeleton data into one canonical, checked skeleton cache."""
-    from pipeline.prepare import PrepareConfig, prepare as run
+    from smie.pipeline.data.prepare import PrepareConfig, prepare as run
 
     res = run(PrepareConfig(format=fmt, input=input_path, out=out, num_frames=num_frames, max_bodies=max_bodies,
                             dataset=dataset, labels=labels, skip_bad=skip_bad, center=center))
@@ -80,7 +80,7 @@ def prepare(fmt, input_path, out, num_frames, max_bodies, dataset, labels, skip_
 @click.argument("path", type=ExistingPath)
 def inspect(path) -> None:
     """Print schema, shapes, class names and provenance of any smie file (.h5 cache or backbone .pt)."""
-    from pipeline.inspect import inspect_file
+    from smie.pipeline.tools.inspect import inspect_file
 
     click.echo(inspect_file(path))
 
@@ -89,7 +89,7 @@ def inspect(path) -> None:
 @click.option("--dataset", default=None, help="Only splits for this data set (ntu60, ntu120, pku51, msr).")
 def splits(dataset) -> None:
     """List the registered splits with their seen and unseen class names."""
-    from pipeline.data.splits import describe_splits
+    from smie.pipeline.data.splits import describe_splits
 
     click.echo(describe_splits(dataset))
 
@@ -117,7 +117,7 @@ def splits(dataset) -> None:
 def pretrain_backbone(skeletons, split, arch, size, out, epochs, batch_size, lr, weight_decay, val_fraction,
                       test_fraction, protocol, device, seed, no_resume, init, num_workers) -> None:
     """Train a GCN backbone on the seen classes of a split only (unseen classes never enter)."""
-    from pipeline.pretrain import PretrainConfig, pretrain_backbone as run
+    from smie.pipeline.visual.pretrain import PretrainConfig, pretrain_backbone as run
 
     res = run(PretrainConfig(skeletons=skeletons, split=split, out=out, arch=arch, size=size, epochs=epochs,
                              batch_size=batch_size, lr=lr, weight_decay=weight_decay, val_fraction=val_fraction,
@@ -145,7 +145,7 @@ def pretrain_backbone(skeletons, split, arch, size, out, epochs, batch_size, lr,
 def extract_visual(skeletons, backbone, out, views, masking, keyframes, random_drop, batch_size, chunk_size,
                    device, seed, no_resume, workers) -> None:
     """Stage one: run the backbone once over full and keyframe-masked sequences, cache the features."""
-    from pipeline.extract import ExtractConfig, extract_visual as run
+    from smie.pipeline.visual.extract import ExtractConfig, extract_visual as run
 
     path = run(ExtractConfig(skeletons=skeletons, backbone=backbone, out=out, views=views, masking=masking,
                              keyframes=keyframes, random_drop=random_drop, batch_size=batch_size,
@@ -172,7 +172,7 @@ def extract_visual(skeletons, backbone, out, views, masking, keyframes, random_d
 def expand_labels(model, out, skeletons, dataset, classes_file, kinds, base_url, samples, temperature, seed,
                   max_tokens, timeout, max_retries, template_dir) -> None:
     """Ask an LLM for action/motion/part descriptions of every class (key from OPENAI_API_KEY)."""
-    from prompts.expand import ExpandConfig, expand_labels as run
+    from smie.prompts.expand import ExpandConfig, expand_labels as run
 
     res = run(ExpandConfig(model=model, out=out, kinds=tuple(kinds), skeletons=skeletons, dataset=dataset,
                            classes_file=classes_file, base_url=base_url, samples=samples, temperature=temperature,
@@ -189,7 +189,7 @@ def expand_labels(model, out, skeletons, dataset, classes_file, kinds, base_url,
 @click.option("--fast-cpu", is_flag=True, help="Keep ggml's extra CPU kernels (AMX); they crash on some machines.")
 def serve_llm(model, host, port, n_ctx, fast_cpu) -> None:
     """Serve a local GGUF model through llama.cpp's OpenAI-compatible API (for expand-labels --base-url)."""
-    from prompts.serve import ServeConfig, serve_llm as run
+    from smie.prompts.serve import ServeConfig, serve_llm as run
 
     click.echo(f"serving on http://{host}:{port}/v1 (Ctrl-C stops)")
     run(ServeConfig(model=model, host=host, port=port, n_ctx=n_ctx, safe_cpu=not fast_cpu))
@@ -204,7 +204,7 @@ def serve_llm(model, host, port, n_ctx, fast_cpu) -> None:
 @class_source
 def import_descriptions(fmt, input_path, out, kind, skeletons, dataset, classes_file) -> None:
     """Convert description files shared by SMIE, MSF, STAR, Neuron or PURLS into smie's JSONL."""
-    from prompts.importers import ImportConfig, import_descriptions as run
+    from smie.prompts.importers import ImportConfig, import_descriptions as run
 
     path = run(ImportConfig(format=fmt, input=input_path, out=out, kind=kind, dataset=dataset,
                             classes_file=classes_file, skeletons=skeletons))
@@ -218,7 +218,7 @@ def import_descriptions(fmt, input_path, out, kind, skeletons, dataset, classes_
               help="TSV name<TAB>verb phrase<TAB>noun phrase overriding the built-in rule per class.")
 def pos_texts(out, skeletons, dataset, classes_file, pos_file) -> None:
     """Split class labels into verb and noun phrases (for JPoSE and SynSE); embed them with embed-labels."""
-    from pipeline.baselines.pos import PosConfig, pos_texts as run
+    from smie.pipeline.zsl.baselines.pos import PosConfig, pos_texts as run
 
     path = run(PosConfig(out=out, skeletons=skeletons, dataset=dataset, classes_file=classes_file, pos_file=pos_file))
     done("wrote verb/noun texts", path)
@@ -237,7 +237,7 @@ def pos_texts(out, skeletons, dataset, classes_file, pos_file) -> None:
 def embed_labels(out, skeletons, dataset, classes_file, descriptions, kinds, encoder, label_template, batch_size,
                  device) -> None:
     """Encode class labels and descriptions into L2-normalised vectors (text cache)."""
-    from pipeline.embed import EmbedConfig, embed_labels as run
+    from smie.pipeline.semantic.embed import EmbedConfig, embed_labels as run
 
     path = run(EmbedConfig(out=out, descriptions=tuple(descriptions), kinds=tuple(kinds), encoder=encoder,
                            skeletons=skeletons, dataset=dataset, classes_file=classes_file, batch_size=batch_size,
@@ -291,7 +291,7 @@ def _hidden(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int
 def fit_estimator(visual, text, out, kinds, combine, splits_, alpha, lam, no_temporal, negatives, lr, epochs,
                   batch_size, warmup, gzsl, device, hidden, seed) -> None:
     """Stage two: train the SMIE mutual-information estimator on the caches and evaluate it honestly."""
-    from pipeline.fit import FitConfig, fit_estimator as run
+    from smie.pipeline.zsl.experiment import FitConfig, fit_estimator as run
 
     res = run(FitConfig(visual=visual, text=text, out=out, kinds=tuple(kinds), combine=combine, split=tuple(splits_),
                         alpha=_floats("--alpha", alpha, (0.1,)), lam=_floats("--lam", lam, (0.5,)),
@@ -307,7 +307,7 @@ def fit_estimator(visual, text, out, kinds, combine, splits_, alpha, lam, no_tem
 @click.option("--csv", "csv_path", type=PathArg, default=None, help="Also write the table as CSV.")
 def report(runs, csv_path) -> None:
     """Print a table of finished runs (fit-estimator, fit-baseline)."""
-    from pipeline.report import report as run
+    from smie.pipeline.zsl.report import report as run
 
     table = run(tuple(runs))
     click.echo(table.to_string(index=False))
@@ -332,7 +332,7 @@ def report(runs, csv_path) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
 def predict(files, backbone, run_dir, labels, label_template, center, fmt, encoder, top_k, device, as_json) -> None:
     """Rank free-text candidate actions for raw skeleton files."""
-    from pipeline.predict import PredictConfig, format_predictions, predict as run
+    from smie.pipeline.tools.predict import PredictConfig, format_predictions, predict as run
 
     table = run(PredictConfig(backbone=backbone, run=run_dir, labels=tuple(labels), files=tuple(files), format=fmt,
                               encoder=encoder, top_k=top_k, device=device, label_template=label_template,
@@ -358,7 +358,7 @@ def predict(files, backbone, run_dir, labels, label_template, center, fmt, encod
 def fit_baseline(name, visual, text, out, kinds, combine, splits_, epochs, lr, batch_size, gzsl, device,
                  seed, options) -> None:
     """Train a method (devise, relationnet, revise, cadavae, jpose, synse, msf, smie, smie-notemporal) on the caches."""
-    from pipeline.baselines.run import BaselineConfig, fit_baseline as run
+    from smie.pipeline.zsl.baselines.run import BaselineConfig, fit_baseline as run
 
     res = run(BaselineConfig(name=name, visual=visual, text=text, out=out, kinds=tuple(kinds), combine=combine,
                              split=tuple(splits_), epochs=epochs, lr=lr, batch_size=batch_size, gzsl=gzsl,
@@ -382,7 +382,7 @@ def fit_baseline(name, visual, text, out, kinds, combine, splits_, epochs, lr, b
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 def compare(visual, text, out, methods, splits_, seeds, kinds, no_gzsl, epochs_scale, batch_size, device) -> None:
     """Run every method on identical cached inputs and write a paper-style comparison table."""
-    from pipeline.compare import CompareConfig, compare as run
+    from smie.pipeline.zsl.compare import CompareConfig, compare as run
 
     path = run(CompareConfig(visual=tuple(visual), text=text, out=out, methods=tuple(methods.split(",")),
                              split=tuple(splits_), seeds=seeds, kinds=tuple(kinds), gzsl=not no_gzsl,
@@ -399,7 +399,7 @@ def compare(visual, text, out, methods, splits_, seeds, kinds, no_gzsl, epochs_s
 @click.option("--class", "classes", multiple=True, help="Only these classes (default: all); repeatable.")
 def synthetic(out, per_class, num_frames, seed, noise, classes) -> None:
     """Generate the embedded synthetic skeleton action set (ntu-25 layout, named classes) as an npz."""
-    from pipeline.synthetic import SyntheticConfig, generate_synthetic
+    from smie.pipeline.data.synthetic import SyntheticConfig, generate_synthetic
 
     path = generate_synthetic(SyntheticConfig(out=out, per_class=per_class, num_frames=num_frames, seed=seed,
                                               noise=noise, classes=tuple(classes) or None))
@@ -422,7 +422,7 @@ def quickstart(workdir, data, fmt, split, size, epochs, device, seed, baseline, 
     """Run the whole two-stage pipeline on the embedded synthetic data set (or --data) and print results."""
     if data is not None and fmt is None:
         raise click.UsageError("--data needs --format")
-    from pipeline.quickstart import QuickstartConfig, quickstart as run
+    from smie.pipeline.tools.quickstart import QuickstartConfig, quickstart as run
 
     res = run(QuickstartConfig(workdir=workdir, data=data, format=fmt, split=split, size=size, epochs=epochs,
                                device=device, seed=seed, baseline=baseline, encoder=encoder), echo=click.echo)

@@ -18,9 +18,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.backbones import build_backbone  # noqa: E402
-from pipeline.device import resolve_device  # noqa: E402
-from pipeline.pretrain_loop import DistEnv  # noqa: E402
+from smie.pipeline.visual.backbones import build_backbone  # noqa: E402
+from smie.pipeline.device import resolve_device  # noqa: E402
+from smie.pipeline.visual.pretrain_loop import DistEnv  # noqa: E402
 
 MODELS = (("stgcn", "small"), ("stgcn", "standard"), ("shiftgcn", "standard"))
 

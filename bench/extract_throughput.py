@@ -24,13 +24,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from features.skeletons import SkeletonSet, write_skeletons  # noqa: E402
-from features.store import file_sha256  # noqa: E402
-from pipeline.backbones import build_backbone, save_checkpoint  # noqa: E402
-from pipeline.data.layouts import get_layout  # noqa: E402
-from pipeline.data.splits import resolve_split  # noqa: E402
-from pipeline.device import resolve_device  # noqa: E402
-from pipeline.extract import ExtractConfig, extract_visual  # noqa: E402
+from smie.features.skeletons import SkeletonSet, write_skeletons  # noqa: E402
+from smie.features.store import file_sha256  # noqa: E402
+from smie.pipeline.visual.backbones import build_backbone, save_checkpoint  # noqa: E402
+from smie.pipeline.data.layouts import get_layout  # noqa: E402
+from smie.pipeline.data.splits import resolve_split  # noqa: E402
+from smie.pipeline.device import resolve_device  # noqa: E402
+from smie.pipeline.visual.extract import ExtractConfig, extract_visual  # noqa: E402
 
 NUM_CLASSES = 10
 

@@ -3,7 +3,7 @@
 Per fold (``random:5:seed=S``, S = 0, 1, 2 by default; 15 seen / 5 unseen of the 20 classes), each stage is the
 pipeline's own function: an ST-GCN backbone is trained on that fold's SEEN classes only (``pretrain-backbone``),
 features and keyframe-masked views are extracted (``extract-visual``), then SMIE with and without the temporal
-constraint (``fit-estimator``) and every method of ``pipeline.baselines.METHODS`` (``fit-baseline``; the ``smie``
+constraint (``fit-estimator``) and every method of ``smie.pipeline.zsl.baselines.METHODS`` (``fit-baseline``; the ``smie``
 entries are the fit-estimator runs) are trained and evaluated from the caches. The class names (and, with
 ``--descriptions FILE.jsonl``, their descriptions) are embedded once (``embed-labels``). A method whose semantic
 kinds the text cache lacks (JPoSE/SynSE need verb/noun, MSF action/motion descriptions) is listed as skipped.
@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from features.store import SmieError  # noqa: E402
+from smie.features.store import SmieError  # noqa: E402
 
 SKIP = ("smie", "smie-notemporal")  # fit-estimator runs these; METHODS lists them for `smie compare`
 
@@ -48,19 +48,19 @@ def _metrics(run: Path) -> dict:
 
 
 def _kinds_of(text: Path) -> set[str]:
-    from features.text import read_text
+    from smie.features.text import read_text
 
     return set(read_text(text).groups)
 
 
 def run(args) -> dict:
-    from pipeline.baselines import METHODS
-    from pipeline.baselines.run import BaselineConfig, fit_baseline, method_kinds
-    from pipeline.embed import EmbedConfig, embed_labels
-    from pipeline.extract import ExtractConfig, extract_visual
-    from pipeline.fit import FitConfig, fit_estimator
-    from pipeline.prepare import PrepareConfig, prepare
-    from pipeline.pretrain import PretrainConfig, pretrain_backbone
+    from smie.pipeline.zsl.baselines import METHODS
+    from smie.pipeline.zsl.baselines.run import BaselineConfig, fit_baseline, method_kinds
+    from smie.pipeline.semantic.embed import EmbedConfig, embed_labels
+    from smie.pipeline.visual.extract import ExtractConfig, extract_visual
+    from smie.pipeline.zsl.experiment import FitConfig, fit_estimator
+    from smie.pipeline.data.prepare import PrepareConfig, prepare
+    from smie.pipeline.visual.pretrain import PretrainConfig, pretrain_backbone
 
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)

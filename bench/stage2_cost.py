@@ -4,7 +4,7 @@ The official code (YujieOuO/SMIE ``procedure.py``) runs the frozen ST-GCN at eve
 clip and on a keyframe-masked clip, and again on the whole test set after every epoch. The two-stage pipeline
 runs the GCN once (extraction: full clip + W masked views per sample) and then trains the estimator on cached
 tensors. This script times, on the same synthetic skeletons and a randomly initialised ST-GCN from
-``pipeline.backbones.build_backbone``:
+``smie.pipeline.visual.backbones.build_backbone``:
 
 - ``official``: epochs x (GCN on full + masked batch, estimator step) + per-epoch GCN test pass;
 - ``extract``: the one-off cache build (counted separately: one cache serves every later experiment);
@@ -39,10 +39,10 @@ def synthetic(samples: int, test: int, classes: int, sem_dim: int, seed: int, T:
 
 def run_bench(samples=512, test=128, epochs=2, batch_size=128, classes=10, sem_dim=768, views=4, device="cpu",
               seed=0) -> dict:
-    from pipeline.backbones import build_backbone
-    from pipeline.estimator import SMIEEstimator
-    from pipeline.fit import FitOptions, TrainSet, train_method
-    from pipeline.keyframes import masked_views
+    from smie.pipeline.visual.backbones import build_backbone
+    from smie.pipeline.zsl.estimator import SMIEEstimator
+    from smie.pipeline.zsl.fit import FitOptions, TrainSet, train_method
+    from smie.pipeline.visual.keyframes import masked_views
 
     dev = torch.device(device)
     x, labels, sem = synthetic(samples, test, classes, sem_dim, seed)

@@ -13,7 +13,7 @@ from typing import Iterator
 
 import numpy as np
 
-from features.store import (
+from smie.features.store import (
     CacheError,
     atomic_path,
     open_checked,

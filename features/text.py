@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from features.store import (
+from smie.features.store import (
     STR_DTYPE,
     CacheError,
     SmieError,

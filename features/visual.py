@@ -2,7 +2,7 @@
 
 Datasets: ``features`` (N, D) float32 from whole sequences, ``masked`` (N, W, D) float32 from W keyframe-masked
 views, ``labels`` (N,) int64, ``sample_ids`` (N,) str, ``partition`` (N,) int8 (codes of
-``pipeline.data.splits.PARTITIONS``), ``class_names`` (K,) str. Root attributes (JSON where structured):
+``smie.pipeline.data.splits.PARTITIONS``), ``class_names`` (K,) str. Root attributes (JSON where structured):
 ``split``, ``masking``, ``partition-settings``, ``backbone-sha256``, ``backbone-arch``, ``backbone-config``,
 ``skeleton-sha256``, optional ``shard`` and ``provenance``. Spec: docs/cache-visual.md.
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from features.store import (
+from smie.features.store import (
     CacheError,
     atomic_path,
     check_header,

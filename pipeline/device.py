@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from features.store import SmieError
+from smie.features.store import SmieError
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:

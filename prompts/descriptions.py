@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import IO, Iterable
 
-from features.store import SmieError
+from smie.features.store import SmieError
 
 log = logging.getLogger(__name__)
 

@@ -20,11 +20,11 @@ from typing import IO, Iterator
 
 from tqdm import tqdm
 
-from features.store import SmieError
-from pipeline.data.classes import ClassList, resolve_classes
-from prompts.descriptions import Description, append_description, scan_descriptions
-from prompts.llm_client import ChatClient
-from prompts.prompt_template import Template, resolve_template
+from smie.features.store import SmieError
+from smie.pipeline.data.classes import ClassList, resolve_classes
+from smie.prompts.descriptions import Description, append_description, scan_descriptions
+from smie.prompts.llm_client import ChatClient
+from smie.prompts.prompt_template import Template, resolve_template
 
 log = logging.getLogger(__name__)
 

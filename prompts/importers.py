@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from features.store import SmieError, atomic_path, file_sha256
-from pipeline.data.classes import DATASETS, class_table, resolve_classes
-from prompts.descriptions import Description, scan_descriptions, write_descriptions
-from prompts.prompt_template import check_kind
+from smie.features.store import SmieError, atomic_path, file_sha256
+from smie.pipeline.data.classes import DATASETS, class_table, resolve_classes
+from smie.prompts.descriptions import Description, scan_descriptions, write_descriptions
+from smie.prompts.prompt_template import check_kind
 
 log = logging.getLogger(__name__)
 PURLS_KINDS = {"global desc": "global"}

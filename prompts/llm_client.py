@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import openai
 
-from features.store import SmieError
+from smie.features.store import SmieError
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import string
 from dataclasses import dataclass
 from pathlib import Path
 
-from features.store import SmieError, text_sha256
+from smie.features.store import SmieError, text_sha256
 
 BUILTIN_DIR = Path(__file__).with_name("templates")
 PLACEHOLDERS = ("label", "dataset")

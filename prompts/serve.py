@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from features.store import SmieError
+from smie.features.store import SmieError
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 

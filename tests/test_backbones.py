@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from features.store import SmieError, file_sha256
-from pipeline.backbones import (
+from smie.features.store import SmieError, file_sha256
+from smie.pipeline.visual.backbones import (
     BackboneInfo,
     build_backbone,
     check_backbone_compatible,
@@ -14,10 +14,10 @@ from pipeline.backbones import (
     load_init_weights,
     save_checkpoint,
 )
-from pipeline.backbones.graph import spatial_adjacency
-from pipeline.backbones.shiftgcn import ShiftGCNUnit, TemporalShift
-from pipeline.data.layouts import LAYOUTS
-from pipeline.data.splits import Split, resolve_split
+from smie.pipeline.visual.backbones.graph import spatial_adjacency
+from smie.pipeline.visual.backbones.shiftgcn import ShiftGCNUnit, TemporalShift
+from smie.pipeline.data.layouts import LAYOUTS
+from smie.pipeline.data.splits import Split, resolve_split
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

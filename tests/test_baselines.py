@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from features.store import SmieError
-from features.text import TextCache, TextKind, write_text
-from features.visual import VisualCache, write_visual
-from pipeline.baselines import METHODS
-from pipeline.baselines.pos import pos_descriptions, read_pos_file, split_label, write_pos_descriptions
-from pipeline.baselines.run import BaselineConfig, fit_baseline, plan_epochs
-from pipeline.fit import FitOptions, TrainSet, train_method
-from pipeline.rundir import load_run
+from smie.features.store import SmieError
+from smie.features.text import TextCache, TextKind, write_text
+from smie.features.visual import VisualCache, write_visual
+from smie.pipeline.zsl.baselines import METHODS
+from smie.pipeline.zsl.baselines.pos import pos_descriptions, read_pos_file, split_label, write_pos_descriptions
+from smie.pipeline.zsl.baselines.run import BaselineConfig, fit_baseline, plan_epochs
+from smie.pipeline.zsl.fit import FitOptions, TrainSet, train_method
+from smie.pipeline.zsl.rundir import load_run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -146,7 +146,7 @@ def test_part_of_speech_split_and_description_records(tmp_path):
     given = tmp_path / "pos.tsv"
     given.write_text("# name\tverb\tnoun\nHammer\thammer down\tnail\n")
     out = write_pos_descriptions(("drink water", "hammer"), tmp_path / "pos.jsonl", given)
-    from prompts.descriptions import read_descriptions
+    from smie.prompts.descriptions import read_descriptions
 
     recs = read_descriptions(out)
     assert [(r.class_id, r.kind, r.text, r.model) for r in recs] == [
@@ -227,15 +227,15 @@ def test_baselines_read_nothing_but_the_caches(tmp_path):
 import sys, torch
 from pathlib import Path
 torch.set_num_threads(1)
-from pipeline.baselines import METHODS
-from pipeline.baselines.run import BaselineConfig, fit_baseline
-import pipeline.compare
+from smie.pipeline.zsl.baselines import METHODS
+from smie.pipeline.zsl.baselines.run import BaselineConfig, fit_baseline
+import smie.pipeline.zsl.compare
 for name in ("devise", "cadavae", "smie"):
     opts = ("latent=4", "visual_hidden=(16, 16)", "text_hidden=(16, 16)", "seen_per_class=5",
             "unseen_per_class=5", "cls_epochs=1") if name == "cadavae" else ()
     fit_baseline(BaselineConfig(name, Path({str(visual)!r}), Path({str(text)!r}), Path({str(tmp_path)!r}) / name,
                  epochs=1, batch_size=64, device="cpu", options=opts))
-bad = [m for m in sys.modules if m.startswith(("pipeline.backbones", "pipeline.text_encoder",
+bad = [m for m in sys.modules if m.startswith(("smie.pipeline.visual.backbones", "smie.pipeline.semantic.text_encoder",
                                                "sentence_transformers", "transformers"))]
 assert not bad, bad
 print("ok", len(METHODS))
@@ -248,8 +248,8 @@ print("ok", len(METHODS))
 @pytest.mark.slow
 def test_pos_texts_embed_into_a_text_cache_that_synse_trains_on(tmp_path):
     """The whole PoS flow with the real sentence encoder: rule split -> JSONL -> embed-labels -> fit-baseline."""
-    from pipeline.baselines.pos import PosConfig, pos_texts
-    from pipeline.embed import EmbedConfig, embed_labels
+    from smie.pipeline.zsl.baselines.pos import PosConfig, pos_texts
+    from smie.pipeline.semantic.embed import EmbedConfig, embed_labels
 
     names_file = tmp_path / "classes.txt"
     names_file.write_text("\n".join(NAMES) + "\n")
@@ -264,7 +264,7 @@ def test_pos_texts_embed_into_a_text_cache_that_synse_trains_on(tmp_path):
 
 
 def test_smie_notemporal_rejects_unknown_options_as_user_errors():
-    from pipeline.baselines.run import _kwargs
+    from smie.pipeline.zsl.baselines.run import _kwargs
     cls = METHODS["smie-notemporal"]
     with pytest.raises(SmieError, match="has no option.*bogus"):
         cls(8, 6, bogus=1)

@@ -14,7 +14,7 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from cli import main
+from smie.cli import main
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +27,7 @@ def run(*args: str):
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
-    from pipeline.synthetic import SyntheticConfig, generate_synthetic
+    from smie.pipeline.data.synthetic import SyntheticConfig, generate_synthetic
 
     d = tmp_path_factory.mktemp("cli")
     classes = ("raise left arm", "raise right arm", "kick with left leg", "kick with right leg", "squat down",
@@ -57,7 +57,7 @@ def stage_one(work):
 
 def test_help_is_instant_and_imports_nothing_heavy():
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", "import sys, cli; cli.main(['--help'], standalone_mode=False); "
+    proc = subprocess.run([sys.executable, "-c", "import sys; from smie import cli; cli.main(['--help'], standalone_mode=False); "
                            "print(sorted(m for m in ('torch', 'h5py', 'sentence_transformers') if m in sys.modules))"],
                           capture_output=True, text=True, check=True)
     assert proc.stdout.strip().endswith("[]"), proc.stdout

@@ -6,8 +6,8 @@ import json
 import pandas as pd
 import pytest
 
-from features.store import SmieError
-from pipeline.compare import CompareConfig, compare, pair_caches
+from smie.features.store import SmieError
+from smie.pipeline.zsl.compare import CompareConfig, compare, pair_caches
 from tests.test_baselines import write_caches
 
 

@@ -7,12 +7,12 @@ import h5py
 import numpy as np
 import pytest
 
-from features.skeletons import SkeletonSet, write_skeletons
-from features.store import CacheError, provenance
-from features.text import TextCache, TextKind, write_text
-from features.visual import VisualCache, write_visual
-from pipeline.data.splits import resolve_split
-from pipeline.inspect import inspect_file
+from smie.features.skeletons import SkeletonSet, write_skeletons
+from smie.features.store import CacheError, provenance
+from smie.features.text import TextCache, TextKind, write_text
+from smie.features.visual import VisualCache, write_visual
+from smie.pipeline.data.splits import resolve_split
+from smie.pipeline.tools.inspect import inspect_file
 
 
 def test_inspect_skeleton_cache_lists_everything(tmp_path):
@@ -51,7 +51,7 @@ def test_inspect_visual_and_text_caches(tmp_path):
 
 
 def test_inspect_backbone_checkpoint(tmp_path):
-    from pipeline.backbones import build_backbone, save_checkpoint
+    from smie.pipeline.visual.backbones import build_backbone, save_checkpoint
 
     model = build_backbone("stgcn", "kinect-v1-20", "small")
     split = resolve_split("random:2:seed=0", 20)

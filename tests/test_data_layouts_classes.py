@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from features.store import SmieError
-from pipeline.data.classes import class_codes, class_table, read_class_file, resolve_classes
-from pipeline.data.layouts import LAYOUTS, Layout, get_layout, layout_for_joints
+from smie.features.store import SmieError
+from smie.pipeline.data.classes import class_codes, class_table, read_class_file, resolve_classes
+from smie.pipeline.data.layouts import LAYOUTS, Layout, get_layout, layout_for_joints
 
 
 @pytest.mark.parametrize("name,V,center", [("ntu-25", 25, 1), ("kinect-v1-20", 20, 3), ("coco-17", 17, 0)])

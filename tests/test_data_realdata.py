@@ -6,10 +6,10 @@ import time
 import numpy as np
 import pytest
 
-from features.skeletons import read_skeletons
-from features.store import SmieError
-from pipeline.data.readers import load_raw
-from pipeline.prepare import PrepareConfig, prepare
+from smie.features.skeletons import read_skeletons
+from smie.features.store import SmieError
+from smie.pipeline.data.readers import load_raw
+from smie.pipeline.data.prepare import PrepareConfig, prepare
 
 pytestmark = pytest.mark.realdata
 

@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from features.store import SmieError
-from pipeline.data.splits import (
+from smie.features.store import SmieError
+from smie.pipeline.data.splits import (
     PARTITIONS,
     assign_partitions,
     describe_splits,

@@ -7,13 +7,13 @@ import h5py
 import numpy as np
 import pytest
 
-from features.skeletons import SkeletonSet, write_skeletons
-from features.store import CacheError, SmieError, file_sha256, write_header
-from features.text import TextCache, TextKind, read_text, write_text
-from pipeline.data.classes import class_table
-from pipeline.embed import EmbedConfig, embed_labels
-from pipeline.text_encoder import MINILM_ID, TextEncoder
-from prompts.descriptions import Description, write_descriptions
+from smie.features.skeletons import SkeletonSet, write_skeletons
+from smie.features.store import CacheError, SmieError, file_sha256, write_header
+from smie.features.text import TextCache, TextKind, read_text, write_text
+from smie.pipeline.data.classes import class_table
+from smie.pipeline.semantic.embed import EmbedConfig, embed_labels
+from smie.pipeline.semantic.text_encoder import MINILM_ID, TextEncoder
+from smie.prompts.descriptions import Description, write_descriptions
 
 MSR = class_table("msr")
 

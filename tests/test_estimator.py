@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from features.store import SmieError
-from pipeline.estimator import SMIEEstimator, jsd_terms, temporal_hinge
-from pipeline.fit import Batch
+from smie.features.store import SmieError
+from smie.pipeline.zsl.estimator import SMIEEstimator, jsd_terms, temporal_hinge
+from smie.pipeline.zsl.fit import Batch
 
 
 def _model(negatives="roll", **kw):

@@ -6,13 +6,13 @@ import warnings
 import numpy as np
 import pytest
 
-from pipeline import protocol
-from pipeline.data.splits import Split
-from pipeline.estimator import SMIEEstimator
-from pipeline.evaluate import (calibrated_stacking, choose_gamma, choose_gate, gate_metrics, gate_statistic,
+from smie.pipeline.zsl import protocol
+from smie.pipeline.data.splits import Split
+from smie.pipeline.zsl.estimator import SMIEEstimator
+from smie.pipeline.zsl.evaluate import (calibrated_stacking, choose_gamma, choose_gate, gate_metrics, gate_statistic,
                                gated_predict, gzsl_metrics, harmonic, select_epoch, zsl_metrics)
-from pipeline.fit import FitOptions
-from pipeline.protocol import StageData, run_protocol, validate
+from smie.pipeline.zsl.fit import FitOptions
+from smie.pipeline.zsl.protocol import StageData, run_protocol, validate
 
 # columns 0, 1 seen; 2, 3 unseen
 SEEN = np.array([True, True, False, False])

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from features.store import SmieError
-from pipeline.data.classes import class_table
-from prompts.descriptions import read_descriptions
-from prompts.expand import ExpandConfig, expand_labels
-from prompts.llm_client import LLMUnavailable
+from smie.features.store import SmieError
+from smie.pipeline.data.classes import class_table
+from smie.prompts.descriptions import read_descriptions
+from smie.prompts.expand import ExpandConfig, expand_labels
+from smie.prompts.llm_client import LLMUnavailable
 
 SECRET = "sk-test-DO-NOT-LEAK-5f3a9c"
 REPO = Path(__file__).resolve().parents[1]
@@ -171,7 +171,7 @@ def test_refusal_is_not_retried_and_key_is_scrubbed(tmp_path):
 
 def test_unexpected_client_error_is_scrubbed_and_unchained():
     """A fault outside the timeout/connection/status families (injected) still leaves only a scrubbed message."""
-    from prompts.llm_client import ChatClient
+    from smie.prompts.llm_client import ChatClient
 
     client = ChatClient("http://127.0.0.1:9/v1", timeout=0.5, max_retries=2, backoff=0.01, max_wait=1.0)
 
@@ -239,7 +239,7 @@ def test_local_server_without_key_uses_placeholder(tmp_path, monkeypatch):
 _CHILD = """
 import sys
 from pathlib import Path
-from prompts.expand import ExpandConfig, expand_labels
+from smie.prompts.expand import ExpandConfig, expand_labels
 expand_labels(ExpandConfig(model="fake", out=Path(sys.argv[1]), dataset="msr", base_url=sys.argv[2],
                            kinds=("action", "motion"), timeout=5.0, progress=False))
 """

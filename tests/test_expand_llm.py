@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from features.store import SmieError
-from pipeline.data.classes import class_table
-from prompts.descriptions import read_descriptions
-from prompts.expand import ExpandConfig, expand_labels
-from prompts.prompt_template import resolve_template
-from prompts.serve import GGUF_NAME, default_gguf
+from smie.features.store import SmieError
+from smie.pipeline.data.classes import class_table
+from smie.prompts.descriptions import read_descriptions
+from smie.prompts.expand import ExpandConfig, expand_labels
+from smie.prompts.prompt_template import resolve_template
+from smie.prompts.serve import GGUF_NAME, default_gguf
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[1]
@@ -32,7 +32,7 @@ KINDS = ("action", "motion")
 _CHILD = """
 import sys
 from pathlib import Path
-from prompts.expand import ExpandConfig, expand_labels
+from smie.prompts.expand import ExpandConfig, expand_labels
 expand_labels(ExpandConfig(model="smollm2-135m", out=Path(sys.argv[1]), dataset="msr", base_url=sys.argv[2],
                            kinds=("action", "motion"), max_tokens=int(sys.argv[3]), progress=False))
 """
@@ -64,7 +64,7 @@ def llm_server(tmp_path_factory):
     log_path = tmp_path_factory.mktemp("llm") / "server.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "cli", "serve-llm", "--model", str(gguf), "--host", "127.0.0.1", "--port",
+            [sys.executable, "-m", "smie", "serve-llm", "--model", str(gguf), "--host", "127.0.0.1", "--port",
              str(port), "--n-ctx", "1024"], cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}/v1"
     try:

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from features.store import SmieError
-from prompts.descriptions import Description, append_description, read_descriptions, scan_descriptions
-from prompts.llm_client import clean_reply
-from prompts.prompt_template import BUILTIN_DIR, builtin_kinds, load_template_file, resolve_template
+from smie.features.store import SmieError
+from smie.prompts.descriptions import Description, append_description, read_descriptions, scan_descriptions
+from smie.prompts.llm_client import clean_reply
+from smie.prompts.prompt_template import BUILTIN_DIR, builtin_kinds, load_template_file, resolve_template
 
 
 def _d(cid=0, kind="action", sample=0, label="wave", text="A person waves a hand."):

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from features.skeletons import SkeletonSet, write_skeletons
-from features.store import CacheError, SmieError, file_sha256
-from features.visual import VisualWriter, join_shards, partial_path, read_visual
-from pipeline.backbones import build_backbone, load_backbone, save_checkpoint
-from pipeline.data.splits import assign_partitions, resolve_split
-from pipeline.extract import ExtractConfig, extract_visual
-from pipeline.keyframes import masked_views
-from pipeline.pretrain import ids_sha256
+from smie.features.skeletons import SkeletonSet, write_skeletons
+from smie.features.store import CacheError, SmieError, file_sha256
+from smie.features.visual import VisualWriter, join_shards, partial_path, read_visual
+from smie.pipeline.visual.backbones import build_backbone, load_backbone, save_checkpoint
+from smie.pipeline.data.splits import assign_partitions, resolve_split
+from smie.pipeline.visual.extract import ExtractConfig, extract_visual
+from smie.pipeline.visual.keyframes import masked_views
+from smie.pipeline.visual.pretrain import ids_sha256
 
 N, C, T, V, M, K = 16, 3, 24, 20, 1, 4
 D, KEY, DROP = 64, 6, 6  # 12 of 24 frames left: the official 15 + 15 of 50, scaled to keep the test fast

@@ -7,8 +7,8 @@ import h5py
 import numpy as np
 import pytest
 
-from features.store import CacheError
-from features.visual import (
+from smie.features.store import CacheError
+from smie.features.visual import (
     VisualCache,
     VisualWriter,
     join_shards,

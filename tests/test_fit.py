@@ -11,15 +11,16 @@ import numpy as np
 import pytest
 import torch
 
-from features.store import SmieError
-from features.text import TextCache, TextKind, read_text, write_text
-from features.visual import VisualCache, write_visual
-from pipeline.data.splits import Split
-from pipeline.estimator import SMIEEstimator
-from pipeline.fit import FitConfig, FitOptions, TrainSet, fit_estimator, lr_factor, semantic_matrix, train_method
-from pipeline.protocol import StageData, repartition, run_protocol
-from pipeline.report import report
-from pipeline.rundir import load_run, write_run
+from smie.features.store import SmieError
+from smie.features.text import TextCache, TextKind, read_text, write_text
+from smie.features.visual import VisualCache, write_visual
+from smie.pipeline.data.splits import Split
+from smie.pipeline.zsl.estimator import SMIEEstimator
+from smie.pipeline.zsl.experiment import FitConfig, fit_estimator
+from smie.pipeline.zsl.fit import FitOptions, TrainSet, lr_factor, semantic_matrix, train_method
+from smie.pipeline.zsl.protocol import StageData, repartition, run_protocol
+from smie.pipeline.zsl.report import report
+from smie.pipeline.zsl.rundir import load_run, write_run
 
 REPO = Path(__file__).resolve().parents[1]
 NAMES = tuple(f"action {i}" for i in range(16))
@@ -124,7 +125,7 @@ def test_repartition_moves_only_classes_the_backbone_never_saw():
 def test_repartition_without_protocol_trains_on_moved_classes_even_when_seen_test_exists():
     """Regression: a cache without a protocol has seen_test samples too (test_fraction); a class moved from
     unseen into seen by a file split must still get seen_train samples, not only seen_test."""
-    from pipeline.data.partitions import assign_partitions
+    from smie.pipeline.data.partitions import assign_partitions
     labels = np.repeat(np.arange(8), 20)
     cache = Split("cache", 8, tuple(range(2, 8)), (0, 1), (2,))
     settings = {"protocol": None, "val_fraction": 0.1, "test_fraction": 0.2, "seed": 3}
@@ -213,12 +214,12 @@ def test_several_splits_report_mean_and_std_and_import_no_encoders(tmp_path):
     script = f"""
 import sys
 from pathlib import Path
-from pipeline.fit import FitConfig, fit_estimator
+from smie.pipeline.zsl.experiment import FitConfig, fit_estimator
 res = fit_estimator(FitConfig(Path({str(visual)!r}), Path({str(text)!r}), Path({str(tmp_path / 'multi')!r}),
                     split={tuple(specs)!r}, epochs=2, lr=1e-3, warmup=0, batch_size=64, temporal=False,
                     device="cpu", hidden=(32, 16)))
 print(res.table)
-bad = [m for m in sys.modules if m.startswith(("pipeline.backbones", "pipeline.text_encoder", "sentence_transformers"))]
+bad = [m for m in sys.modules if m.startswith(("smie.pipeline.visual.backbones", "smie.pipeline.semantic.text_encoder", "sentence_transformers"))]
 assert not bad, bad
 """
     run = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)

@@ -7,10 +7,10 @@ import logging
 
 import pytest
 
-from features.store import SmieError, file_sha256
-from pipeline.data.classes import class_table
-from prompts.descriptions import read_descriptions
-from prompts.importers import ImportConfig, import_descriptions
+from smie.features.store import SmieError, file_sha256
+from smie.pipeline.data.classes import class_table
+from smie.prompts.descriptions import read_descriptions
+from smie.prompts.importers import ImportConfig, import_descriptions
 
 MSR = class_table("msr")
 

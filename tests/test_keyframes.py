@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.keyframes import gather_frames, keyframe_indices, kept_frames, masked_views, motion_attention
+from smie.pipeline.visual.keyframes import gather_frames, keyframe_indices, kept_frames, masked_views, motion_attention
 
 
 def _tiny() -> torch.Tensor:

@@ -8,18 +8,18 @@ import numpy as np
 import pytest
 import torch
 
-from features.store import SmieError, file_sha256
-from features.text import TextCache, TextKind, write_text
-from pipeline.backbones import build_backbone, load_backbone, save_checkpoint
-from pipeline.data.layouts import get_layout
-from pipeline.data.preprocess import preprocess_sample
-from pipeline.data.splits import Split
-from pipeline.estimator import SMIEEstimator
-from pipeline.predict import PredictConfig, class_semantics, format_predictions, predict, recorded_template
-from pipeline.rundir import write_run
-from pipeline.synthetic import SyntheticConfig, generate_synthetic
-from pipeline.synthetic_motions import CLASSES
-from pipeline.text_encoder import TextEncoder
+from smie.features.store import SmieError, file_sha256
+from smie.features.text import TextCache, TextKind, write_text
+from smie.pipeline.visual.backbones import build_backbone, load_backbone, save_checkpoint
+from smie.pipeline.data.layouts import get_layout
+from smie.pipeline.data.preprocess import preprocess_sample
+from smie.pipeline.data.splits import Split
+from smie.pipeline.zsl.estimator import SMIEEstimator
+from smie.pipeline.tools.predict import PredictConfig, class_semantics, format_predictions, predict, recorded_template
+from smie.pipeline.zsl.rundir import write_run
+from smie.pipeline.data.synthetic import SyntheticConfig, generate_synthetic
+from smie.pipeline.data.synthetic_motions import CLASSES
+from smie.pipeline.semantic.text_encoder import TextEncoder
 
 NAMES = tuple(CLASSES[:4])
 T = 32
@@ -144,10 +144,10 @@ def test_predict_on_raw_ntu_files(setup, realdata_dir):
 def test_raw_files_get_exactly_the_features_of_the_visual_cache(tmp_path):
     """prepare (frame centring, one body) -> backbone -> extract-visual, against predict's own reading of the npz:
     the centring and body count are recovered from the checkpoint, so the features agree bit for bit."""
-    from features.visual import read_visual
-    from pipeline.extract import ExtractConfig, extract_visual
-    from pipeline.predict import _features, prepare_settings
-    from pipeline.prepare import PrepareConfig, prepare
+    from smie.features.visual import read_visual
+    from smie.pipeline.visual.extract import ExtractConfig, extract_visual
+    from smie.pipeline.tools.predict import _features, prepare_settings
+    from smie.pipeline.data.prepare import PrepareConfig, prepare
 
     npz = generate_synthetic(SyntheticConfig(out=tmp_path / "syn.npz", per_class=3, num_frames=40, classes=NAMES))
     sk = tmp_path / "sk.h5"

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from features.skeletons import SkeletonSet, write_skeletons
-from features.store import SmieError
-from pipeline.backbones import check_backbone_compatible, load_backbone
-from pipeline.data.partitions import SEEN_TRAIN, SEEN_VAL, assign_partitions
-from pipeline.data.splits import resolve_split
-from pipeline.pretrain import PretrainConfig, _check_seen_only, ids_sha256, pretrain_backbone, resume_path
+from smie.features.skeletons import SkeletonSet, write_skeletons
+from smie.features.store import SmieError
+from smie.pipeline.visual.backbones import check_backbone_compatible, load_backbone
+from smie.pipeline.data.partitions import SEEN_TRAIN, SEEN_VAL, assign_partitions
+from smie.pipeline.data.splits import resolve_split
+from smie.pipeline.visual.pretrain import PretrainConfig, _check_seen_only, ids_sha256, pretrain_backbone, resume_path
 
 K, PER, T, V, M = 6, 8, 16, 25, 2
 SPLIT = "random:2:seed=0"

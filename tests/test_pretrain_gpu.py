@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from features.skeletons import SkeletonSet, write_skeletons
-from pipeline.backbones import load_backbone
-from pipeline.pretrain import PretrainConfig, pretrain_backbone, resume_path
+from smie.features.skeletons import SkeletonSet, write_skeletons
+from smie.pipeline.visual.backbones import load_backbone
+from smie.pipeline.visual.pretrain import PretrainConfig, pretrain_backbone, resume_path
 
 pytestmark = pytest.mark.gpu
 

@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from features.store import SmieError
-from pipeline.quickstart import QuickstartConfig, quickstart
-from pipeline.quickstart_stages import SIZES, default_split
-from pipeline.workdir import STATE_FILE
+from smie.features.store import SmieError
+from smie.pipeline.tools.quickstart import QuickstartConfig, quickstart
+from smie.pipeline.tools.quickstart_stages import SIZES, default_split
+from smie.pipeline.tools.workdir import STATE_FILE
 
 STAGES = ("synthetic", "prepare", "pretrain-backbone", "extract-visual", "embed-labels", "fit-estimator",
           "fit-baseline")
@@ -18,7 +18,7 @@ def _check_commands_parse(index: str) -> None:
     """Every command INDEX.md shows is one the real CLI accepts, with options it knows."""
     import shlex
 
-    import cli
+    from smie import cli
 
     lines = index.splitlines()
     commands = [ln for prev, ln in zip(lines, lines[1:]) if prev == "```" and ln.startswith("smie ")]

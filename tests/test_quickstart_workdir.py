@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from features.store import SmieError
-from pipeline.workdir import (Stage, clear_outputs, command_line, fingerprint, is_complete, read_state, settings,
+from smie.features.store import SmieError
+from smie.pipeline.tools.workdir import (Stage, clear_outputs, command_line, fingerprint, is_complete, read_state, settings,
                               write_index, write_state)
 
 

@@ -5,8 +5,8 @@ import h5py
 import numpy as np
 import pytest
 
-from features.skeletons import SkeletonSet, iter_skeleton_chunks, read_skeleton_header, read_skeletons, write_skeletons
-from features.store import CacheError, atomic_path, open_checked, provenance, write_header
+from smie.features.skeletons import SkeletonSet, iter_skeleton_chunks, read_skeleton_header, read_skeletons, write_skeletons
+from smie.features.store import CacheError, atomic_path, open_checked, provenance, write_header
 
 
 def _sset(n=6, t=8, v=25, m=2, k=3, seed=0) -> SkeletonSet:

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from features.store import SmieError
-from pipeline.synthetic import CLASSES, SyntheticConfig, forward_kinematics, generate_synthetic
+from smie.features.store import SmieError
+from smie.pipeline.data.synthetic import CLASSES, SyntheticConfig, forward_kinematics, generate_synthetic
 
 SMALL = dict(per_class=6, num_frames=32)
 
@@ -69,9 +69,9 @@ def test_subset_and_bad_class(tmp_path):
 
 
 def test_reads_back_through_the_npz_reader_and_prepare(small, tmp_path):
-    from features.skeletons import read_skeletons
-    from pipeline.data.readers import load_raw
-    from pipeline.prepare import PrepareConfig, prepare
+    from smie.features.skeletons import read_skeletons
+    from smie.pipeline.data.readers import load_raw
+    from smie.pipeline.data.prepare import PrepareConfig, prepare
 
     raw = load_raw("npz", small)
     assert raw.layout == "ntu-25" and tuple(raw.class_names) == CLASSES

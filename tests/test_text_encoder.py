@@ -7,9 +7,9 @@ import importlib.metadata
 import numpy as np
 import pytest
 
-from features.store import SmieError, file_sha256
-from pipeline import text_encoder as te
-from pipeline.text_encoder import MINILM_ID, MPNET_ID, TextEncoder
+from smie.features.store import SmieError, file_sha256
+from smie.pipeline.semantic import text_encoder as te
+from smie.pipeline.semantic.text_encoder import MINILM_ID, MPNET_ID, TextEncoder
 
 
 @pytest.fixture(scope="module")

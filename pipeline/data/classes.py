@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from features.store import SmieError
+from smie.features.store import SmieError
 
 CLASS_DIR = Path(__file__).with_name("classes")
 DATASETS = ("ntu60", "ntu120", "pku51", "msr")
@@ -100,7 +100,7 @@ def resolve_classes(skeletons=None, dataset: str | None = None, classes_file=Non
     if len(given) != 1:
         raise SmieError("give exactly one source of class names: a skeleton cache, a data set name or a class file")
     if skeletons is not None:
-        from features.skeletons import read_skeleton_header
+        from smie.features.skeletons import read_skeleton_header
 
         header = read_skeleton_header(skeletons)
         return ClassList(header.class_names, header.dataset or None, f"skeletons:{skeletons}")

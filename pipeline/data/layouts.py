@@ -4,7 +4,7 @@ A :class:`Layout` is the single source of truth for the skeleton graph. ``bones`
 pairs forming a tree rooted at ``center`` (every joint but the centre appears exactly once as a child), so the
 ST-GCN adjacency can be built from them and hop distances to the centre are well defined.
 
-``center`` is the joint that preprocessing subtracts (see :mod:`pipeline.data.preprocess`).
+``center`` is the joint that preprocessing subtracts (see :mod:`smie.pipeline.data.preprocess`).
 ``graph_center`` is the joint the original ST-GCN graph uses for its spatial (centripetal/centrifugal)
 partition; it differs from ``center`` for NTU (ST-GCN uses spine-shoulder, joint 21) and is given so that a
 faithful ST-GCN graph can be built. Its undirected edge set is exactly ST-GCN's for ``ntu-25``.
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from features.store import SmieError
+from smie.features.store import SmieError
 
 
 @dataclass(frozen=True)

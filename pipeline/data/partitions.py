@@ -17,14 +17,19 @@ samples of the train partition ``unused`` (the backbone must never see them, and
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
-from features.store import SmieError
+from smie.features.store import SmieError
 
-if TYPE_CHECKING:
-    from pipeline.data.splits import Split
+
+class SplitLike(Protocol):
+    """What partitioning needs of a split (``smie.pipeline.data.splits.Split`` has it); a protocol, so this
+    module does not import ``splits`` (which imports it)."""
+
+    seen: tuple[int, ...]
+    unseen: tuple[int, ...]
 
 PARTITIONS: dict[str, int] = {"seen_train": 0, "seen_val": 1, "seen_test": 2, "unseen_test": 3, "unused": 4}
 PARTITION_NAMES: tuple[str, ...] = tuple(PARTITIONS)
@@ -69,7 +74,7 @@ def _check_fraction(name: str, value: float) -> None:
 def assign_partitions(
     labels: np.ndarray,
     meta: dict[str, np.ndarray] | None,
-    split: "Split",
+    split: SplitLike,
     protocol: str | None = None,
     val_fraction: float = 0.1,
     test_fraction: float = 0.2,

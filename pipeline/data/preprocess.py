@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from features.store import SmieError
-from pipeline.data.layouts import Layout
+from smie.features.store import SmieError
+from smie.pipeline.data.layouts import Layout
 
 CENTERING = ("first", "frame", "none")
 

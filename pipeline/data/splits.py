@@ -17,7 +17,7 @@ Spec grammar (``smie splits`` lists the registry; ``resolve_split`` takes one sp
 Indices are 0-based labels of the data set's class table. Where a split has no published validation list,
 ``val_unseen`` is drawn from the seen classes with a seed derived from the split id (as many as unseen, at
 least 1 and at most half the seen classes, so that selection still has classes to train on: PURLS 30/30 and
-60/60 get 15 and 30), so it is the same on every machine. Per-sample partitions live in :mod:`pipeline.data.partitions`.
+60/60 get 15 and 30), so it is the same on every machine. Per-sample partitions live in :mod:`smie.pipeline.data.partitions`.
 """
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from features.store import SmieError
-from pipeline.data.partitions import PARTITION_NAMES, PARTITIONS, PROTOCOLS, assign_partitions  # noqa: F401
+from smie.features.store import SmieError
+from smie.pipeline.data.partitions import PARTITION_NAMES, PARTITIONS, PROTOCOLS, assign_partitions  # noqa: F401
 
 REGISTRY_PATH = Path(__file__).with_name("splits.json")
 _SCHEMES = ("synse:", "smie:", "star:", "purls:", "random:", "file:")
@@ -102,7 +102,7 @@ def _from_registry(spec: str, num_classes: int, dataset: str | None) -> Split:
     entry = registry()["splits"][spec]
     if dataset is not None and dataset != entry["dataset"]:
         raise SmieError(f"split {spec} is defined on {entry['dataset']}, but the data are {dataset}")
-    from pipeline.data.classes import class_table
+    from smie.pipeline.data.classes import class_table
 
     expected = len(class_table(entry["dataset"]))
     if num_classes != expected:
@@ -218,7 +218,7 @@ def resolve_splits(spec: str, num_classes: int, dataset: str | None = None) -> l
 
 def describe_splits(dataset: str | None = None) -> str:
     """Every registry split (of ``dataset``, if given) with its seen, unseen and validation class names."""
-    from pipeline.data.classes import class_table
+    from smie.pipeline.data.classes import class_table
 
     reg = registry()
     lines = [f"splits registry v{reg['version']}"]

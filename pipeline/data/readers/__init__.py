@@ -1,7 +1,7 @@
 """Readers of raw skeleton data, one module per format family; ``READERS`` maps a format name to its reader.
 
 Every reader is ``read(path, *, max_bodies=2, dataset=None, labels=None) -> RawSource`` (see
-:mod:`pipeline.data.readers.base`); ``load_raw`` reads everything into a :class:`RawDataset` (small inputs,
+:mod:`smie.pipeline.data.readers.base`); ``load_raw`` reads everything into a :class:`RawDataset` (small inputs,
 tests). Formats and their options are described in docs/data-formats.md.
 """
 from __future__ import annotations
@@ -9,13 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from features.store import SmieError
-from pipeline.data.readers.arrays import read_aimclr, read_ctrgcn, read_npz
-from pipeline.data.readers.base import RawDataset, RawSample, RawSource
-from pipeline.data.readers.msr import read_msr
-from pipeline.data.readers.ntu import read_ntu
-from pipeline.data.readers.pickles import read_pyskl
-from pipeline.data.readers.pku import read_pku
+from smie.features.store import SmieError
+from smie.pipeline.data.readers.arrays import read_aimclr, read_ctrgcn, read_npz
+from smie.pipeline.data.readers.base import RawDataset, RawSample, RawSource
+from smie.pipeline.data.readers.msr import read_msr
+from smie.pipeline.data.readers.ntu import read_ntu
+from smie.pipeline.data.readers.pickles import read_pyskl
+from smie.pipeline.data.readers.pku import read_pku
 
 READERS: dict[str, Callable[..., RawSource]] = {
     "ntu": read_ntu,

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from features.store import SmieError
-from pipeline.data.layouts import get_layout
-from pipeline.data.readers.base import (
+from smie.features.store import SmieError
+from smie.pipeline.data.layouts import get_layout
+from smie.pipeline.data.readers.base import (
     RawSample,
     RawSource,
     check_finite,
@@ -32,7 +32,7 @@ from pipeline.data.readers.base import (
     ntu_meta,
     pad_bodies,
 )
-from pipeline.data.readers.pickles import read_aimclr_labels
+from smie.pipeline.data.readers.pickles import read_aimclr_labels
 
 _SUFFIXES = ("_position.npy", "_data_joint.npy")
 

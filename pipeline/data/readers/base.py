@@ -3,7 +3,7 @@
 A reader turns one input path into a :class:`RawSource`: the class table, layout and data set name known up
 front, and a list of ``(name, load)`` items, each ``load()`` returning the :class:`RawSample` s of one input
 unit (a file, a labelled segment, an array row). Loading lazily keeps memory bounded for NTU-120 sized inputs;
-:func:`pipeline.data.readers.load_raw` materialises everything for small inputs and tests.
+:func:`smie.pipeline.data.readers.load_raw` materialises everything for small inputs and tests.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from features.store import SmieError
+from smie.features.store import SmieError
 
 
 @dataclass
@@ -46,7 +46,7 @@ class RawSource:
 
 @dataclass
 class RawDataset:
-    """Every sample of an input in memory (see :func:`pipeline.data.readers.load_raw`)."""
+    """Every sample of an input in memory (see :func:`smie.pipeline.data.readers.load_raw`)."""
 
     samples: list[RawSample]
     class_names: tuple[str, ...]
@@ -79,7 +79,7 @@ def check_label(label: int, num_classes: int, where: str) -> None:
 
 def dataset_from_labels(labels, names, dataset: str | None, where: str, num_joints: int) -> str:
     """The data set of array inputs: as given, else NTU-60/120 from NTU sample names, else ask for it."""
-    from pipeline.data.classes import DATASETS
+    from smie.pipeline.data.classes import DATASETS
 
     if dataset is not None:
         return dataset
@@ -92,7 +92,7 @@ def dataset_from_labels(labels, names, dataset: str | None, where: str, num_join
 
 def class_names_for(dataset: str, labels, where: str) -> tuple[str, ...]:
     """The known class table of ``dataset``, checking every label lies inside it."""
-    from pipeline.data.classes import class_table
+    from smie.pipeline.data.classes import class_table
 
     names = class_table(dataset)
     labels = np.asarray(labels)

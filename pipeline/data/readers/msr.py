@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from features.store import SmieError
-from pipeline.data.classes import class_table
-from pipeline.data.readers.base import RawSample, RawSource, list_files, pad_bodies
+from smie.features.store import SmieError
+from smie.pipeline.data.classes import class_table
+from smie.pipeline.data.readers.base import RawSample, RawSource, list_files, pad_bodies
 
 MSR_JOINTS = 20
 MSR_NAME = re.compile(r"^a(\d\d)_s(\d\d)_e(\d\d)_skeleton3D$")

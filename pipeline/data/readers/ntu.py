@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from features.store import SmieError
-from pipeline.data.readers.base import RawSample, RawSource, check_finite, class_names_for, list_files, ntu_meta
+from smie.features.store import SmieError
+from smie.pipeline.data.readers.base import RawSample, RawSource, check_finite, class_names_for, list_files, ntu_meta
 
 KINECT_MAX_BODIES = 4
 NTU_JOINTS = 25

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from features.store import SmieError
-from pipeline.data.layouts import layout_for_joints
-from pipeline.data.readers.base import (
+from smie.features.store import SmieError
+from smie.pipeline.data.layouts import layout_for_joints
+from smie.pipeline.data.readers.base import (
     RawSample,
     RawSource,
     check_finite,

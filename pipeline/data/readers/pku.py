@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from features.store import SmieError
-from pipeline.data.classes import class_codes, class_table
-from pipeline.data.readers.base import RawSample, RawSource, list_files
-from pipeline.data.readers.ntu import select_bodies
+from smie.features.store import SmieError
+from smie.pipeline.data.classes import class_codes, class_table
+from smie.pipeline.data.readers.base import RawSample, RawSource, list_files
+from smie.pipeline.data.readers.ntu import select_bodies
 
 VALUES_PER_FRAME = 150
 VIEWS = {"L": 1, "M": 2, "R": 3}

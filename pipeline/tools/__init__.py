@@ -1,0 +1,4 @@
+"""Commands that span the stages: ``smie quickstart`` (with its work directory), ``smie inspect``, ``smie
+predict`` (backbone + stage-two run on raw files) and ``smie benchmark``. May import every other folder;
+nothing in ``data/``, ``visual/``, ``semantic/`` or ``zsl/`` imports it.
+"""

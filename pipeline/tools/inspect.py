@@ -1,0 +1,140 @@
+"""``smie inspect``: a readable summary of any smie artifact, to see what a file holds and what made it.
+
+HDF5 caches (``smie.skeletons``, ``smie.visual``, ``smie.text``, any ``smie.*``) are listed generically: type and
+schema version, root attributes (JSON values pretty-printed), every dataset with shape and dtype, class names
+(shortened when there are many), a few per-type summaries (label/length/partition counts) and the provenance.
+Backbone checkpoints (``.pt``) are loaded with ``torch.load(weights_only=True)`` and summarised: architecture,
+split, validation accuracy, provenance. Anything else raises :class:`CacheError`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from smie.features.store import CacheError
+
+_SHOW_CLASSES = 12
+
+
+def _names(values) -> str:
+    names = [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
+    if len(names) <= _SHOW_CLASSES:
+        return ", ".join(names)
+    head, tail = names[: _SHOW_CLASSES - 2], names[-2:]
+    return f"{', '.join(head)}, ... ({len(names) - len(head) - 2} more) ..., {', '.join(tail)}"
+
+
+def _value(v) -> str:
+    if isinstance(v, bytes):
+        v = v.decode("utf-8", "replace")
+    if isinstance(v, str) and v[:1] in "[{":
+        try:
+            return json.dumps(json.loads(v), indent=2, sort_keys=True).replace("\n", "\n    ")
+        except ValueError:
+            pass
+    if isinstance(v, np.ndarray) and v.size > 8:
+        return f"array{v.shape} {v.dtype}"
+    return str(v.tolist() if isinstance(v, np.ndarray) else v)
+
+
+def _counts(arr: np.ndarray, names: tuple[str, ...] | None = None) -> str:
+    values, counts = np.unique(arr, return_counts=True)
+    return ", ".join(f"{names[v] if names and 0 <= v < len(names) else v}: {c}" for v, c in zip(values, counts))
+
+
+def _summaries(f, kind: str) -> list[str]:
+    out = []
+    if "labels" in f and f["labels"].ndim == 1 and len(f["labels"]):
+        labels = f["labels"][()]
+        out.append(f"samples: {len(labels)}; classes present: {len(np.unique(labels))}")
+    if kind == "smie.skeletons" and "lengths" in f and len(f["lengths"]):
+        lengths = f["lengths"][()]
+        out.append(f"valid frames before resampling: min {lengths.min()}, median {int(np.median(lengths))}, "
+                   f"max {lengths.max()}")
+        for col, ds in (f["meta"].items() if "meta" in f else []):
+            vals = ds[()]
+            out.append(f"meta/{col}: {len(np.unique(vals))} distinct values in [{vals.min()}, {vals.max()}]")
+    if "partition" in f:
+        from smie.pipeline.data.splits import PARTITION_NAMES
+
+        out.append("partition: " + _counts(f["partition"][()], PARTITION_NAMES))
+    return out
+
+
+def _inspect_h5(path: Path) -> str:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        kind = f.attrs.get("encoding-type")
+        kind = kind.decode() if isinstance(kind, bytes) else kind
+        if not kind or not str(kind).startswith("smie."):
+            raise CacheError(path, "an HDF5 file but not an smie cache (no smie 'encoding-type' attribute)")
+        lines = [f"{path}", f"  type: {kind} (schema-version {f.attrs.get('schema-version', '?')})"]
+        attrs = [(k, v) for k, v in f.attrs.items() if k not in ("encoding-type", "schema-version", "provenance")]
+        if attrs:
+            lines.append("  attributes:")
+            lines += [f"    {k}: {_value(v)}" for k, v in sorted(attrs)]
+        lines.append("  datasets:")
+
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                lines.append(f"    {name}: {obj.shape} {obj.dtype}")
+
+        f.visititems(visit)
+        if "class_names" in f:
+            names = f["class_names"][()]
+            lines.append(f"  class names ({len(names)}): {_names(names)}")
+        lines += [f"  {s}" for s in _summaries(f, str(kind))]
+        prov = f.attrs.get("provenance")
+        prov = json.dumps(json.loads(prov), indent=2, sort_keys=True) if prov else "(none)"
+        lines.append("  provenance: " + prov.replace("\n", "\n  "))
+    return "\n".join(lines)
+
+
+def _inspect_pt(path: Path) -> str:
+    import torch
+
+    if not zipfile.is_zipfile(path):
+        raise CacheError(path, "neither an smie HDF5 cache nor an smie backbone checkpoint (.pt)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for foreign or damaged files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CacheError(path, f"a torch file that cannot be loaded weights-only ({first})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != "smie.backbone":
+        raise CacheError(path, "a torch file but not an smie backbone checkpoint (no format='smie.backbone')")
+    split = ckpt.get("split") or {}
+    params = sum(int(t.numel()) for t in ckpt.get("state_dict", {}).values() if hasattr(t, "numel"))
+    lines = [
+        f"{path}",
+        f"  type: smie.backbone (version {ckpt.get('version')})",
+        f"  arch: {ckpt.get('arch')}  config: {json.dumps(ckpt.get('model_config', {}), sort_keys=True)}",
+        f"  parameters: {params:,}; feature dim: {ckpt.get('feature_dim', '?')}",
+        f"  layout: {ckpt.get('layout')}; frames: {ckpt.get('num_frames')}",
+        f"  split: {split.get('id')} ({len(split.get('seen', []))} seen / {len(split.get('unseen', []))} unseen; "
+        f"unseen {split.get('unseen')})",
+        f"  partition: {json.dumps(ckpt.get('partition', {}), sort_keys=True)}",
+        f"  epoch: {ckpt.get('epoch')}; val acc: {ckpt.get('val_acc')}",
+        f"  skeleton cache sha256: {ckpt.get('skeleton_sha256')}",
+    ]
+    names = ckpt.get("class_names") or []
+    lines.append(f"  class names ({len(names)}): {_names(names)}")
+    prov = json.dumps(ckpt.get("provenance", {}), indent=2, sort_keys=True)
+    lines.append("  provenance: " + prov.replace("\n", "\n  "))
+    return "\n".join(lines)
+
+
+def inspect_file(path: str | os.PathLike) -> str:
+    """A multi-line description of an smie HDF5 cache or backbone checkpoint; :class:`CacheError` otherwise."""
+    import h5py
+
+    p = Path(path)
+    if not p.is_file():
+        raise CacheError(p, "no such file")
+    if h5py.is_hdf5(p):
+        return _inspect_h5(p)
+    return _inspect_pt(p)

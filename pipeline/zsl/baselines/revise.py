@@ -1,0 +1,78 @@
+"""ReViSE (Tsai et al., ICCV 2017) on cached skeleton features, at the scale of the SynSE authors' re-implementation.
+
+Two autoencoders: visual D -> 500 -> 100 (decoder mirrored) and text E -> 100; from each hidden code a
+``Linear + tanh`` head gives a 50-d embedding. The loss (skelemoa/synse-zsl ``zsl_revise.py``) is
+
+    hinge(vis_emb, text_emb, training-class embeddings; margin 0.3)
+    + contractive visual reconstruction (MSE + gamma * ||d h / d x||, gamma 1e-4) + text reconstruction (MSE)
+    + MMD(hidden_visual, hidden_text) (Gaussian kernel, k = 32)
+
+and a class scores ``<vis_emb, text_emb(class)>``. The class embeddings used by the hinge are computed without
+gradient, as in that code.
+Choices: the visual input is ``sign(x) log(1 + |x|)`` (the code applies ``log(1 + x)`` to non-negative
+post-ReLU features; the signed form is the same there and defined for any cache); decoders have no output
+ReLU for the same reason; the contractive term is differentiated (the code computes it from a detached
+gradient, so it never trains); Adam lr 1e-4, 100 epochs (code: 300 epochs with plateau decay).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from smie.pipeline.zsl.baselines.losses import gaussian_mmd, multi_class_hinge
+
+
+class _AE(nn.Module):
+    def __init__(self, dims: tuple[int, ...], out: int):
+        super().__init__()
+        enc, dec = [], []
+        for a, b in zip(dims[:-1], dims[1:]):
+            enc += [nn.Linear(a, b), nn.ReLU()]
+        rev = dims[::-1]
+        for i, (a, b) in enumerate(zip(rev[:-1], rev[1:])):
+            dec += [nn.Linear(a, b)] + ([nn.ReLU()] if i < len(rev) - 2 else [])
+        self.encoder, self.decoder = nn.Sequential(*enc), nn.Sequential(*dec)
+        self.head = nn.Sequential(nn.Linear(dims[-1], out), nn.Tanh())
+
+    def forward(self, x: torch.Tensor):
+        h = self.encoder(x)
+        return h, self.decoder(h), self.head(h)
+
+
+class ReViSE(nn.Module):
+    default_epochs = 100
+    default_lr = 1e-4
+
+    def __init__(self, visual_dim: int, sem_dim: int, visual_hidden: int = 500, hidden: int = 100, out: int = 50,
+                 margin: float = 0.3, gamma: float = 1e-4, mmd_k: float = 32.0):
+        super().__init__()
+        self.config = dict(visual_dim=int(visual_dim), sem_dim=int(sem_dim), visual_hidden=int(visual_hidden),
+                           hidden=int(hidden), out=int(out), margin=float(margin), gamma=float(gamma),
+                           mmd_k=float(mmd_k))
+        self.margin, self.gamma, self.mmd_k = float(margin), float(gamma), float(mmd_k)
+        self.vis = _AE((visual_dim, visual_hidden, hidden), out)
+        self.att = _AE((sem_dim, hidden), out)
+
+    @staticmethod
+    def _prep(visual: torch.Tensor) -> torch.Tensor:
+        return torch.sign(visual) * torch.log1p(visual.abs())
+
+    def loss(self, batch) -> torch.Tensor:
+        x = self._prep(batch.visual).detach().requires_grad_(True)
+        vh, vrec, vemb = self.vis(x)
+        jac = torch.autograd.grad(vh.sum(), x, create_graph=True)[0]
+        vis_rec = ((vrec - x) ** 2).mean() + self.gamma * jac.pow(2).sum().sqrt()
+        t = batch.class_sem[batch.labels]
+        th, trec, temb = self.att(t)
+        att_rec = ((trec - t) ** 2).mean()
+        with torch.no_grad():
+            class_emb = self.att(batch.class_sem)[2]
+        return multi_class_hinge(vemb, temb, class_emb, self.margin) + vis_rec + att_rec + gaussian_mmd(
+            vh, th, self.mmd_k)
+
+    def finalize(self, train, class_sem: torch.Tensor) -> None:
+        """ReViSE has no second stage."""
+
+    def scores(self, visual: torch.Tensor, class_sem: torch.Tensor) -> torch.Tensor:
+        """(N, D), (K, E) -> (N, K) dot products of the 50-d embeddings."""
+        return self.vis(self._prep(visual))[2] @ self.att(class_sem)[2].T

@@ -1,0 +1,210 @@
+"""``smie compare``: every method on the same cached features, over splits and seeds, as one table.
+
+Each (method, split, seed) is one ``fit-baseline`` run (:func:`smie.pipeline.zsl.baselines.run.fit_splits`: same caches,
+same protocol, same run directory) under ``out/runs/<method>/<split>/seed<k>``. The table has one row per method
+and, per split, the ZSL top-1 (at the validation-selected epoch) and the GZSL harmonic mean H (calibrated
+stacking, gamma chosen on validation), as mean ± std over seeds, plus their mean over splits; it is written as
+``table.md`` and ``table.csv`` (``runs.csv`` holds every run's numbers, the gate's H included) with a bar chart
+``table.png``, and printed.
+
+Visual caches and folds: a backbone is trained on one split's seen classes, so a fold set needs one visual
+cache per fold. Give several visual caches: with no ``split`` each cache is evaluated on its own split; with
+splits, each split is matched to the cache made for it (same split id), or else by position (as many caches as
+splits). One cache with several splits is used for all of them (a split whose unseen classes the backbone saw
+is refused). A method whose semantic kinds the text cache lacks is reported as n/a with the reason.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from smie.features.store import SmieError, atomic_path
+from smie.pipeline.zsl.report import metric
+
+METRICS = (("zsl", ("zsl", "selected", "acc")), ("zsl_last", ("zsl", "last", "acc")),
+           ("zsl_oracle", ("zsl", "oracle", "acc")), ("h", ("gzsl", "stacking", "h")),
+           ("seen", ("gzsl", "stacking", "seen")), ("unseen", ("gzsl", "stacking", "unseen")),
+           ("h_gate", ("gzsl", "gate", "h")))
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """``visual`` one cache or several (one per fold); ``methods`` names of ``METHODS`` or ``all``;
+    ``epochs_scale`` multiplies every method's default number of epochs (a quick look: 0.2)."""
+
+    visual: Path | tuple[Path, ...]
+    text: Path
+    out: Path
+    methods: tuple[str, ...] = ("all",)
+    split: tuple[str, ...] = ()
+    seeds: int = 1
+    kinds: tuple[str, ...] = ("label",)
+    gzsl: bool = True
+    device: str = "auto"
+    epochs_scale: float = 1.0
+    batch_size: int = 128
+
+
+def _methods(names) -> list[str]:
+    from smie.pipeline.zsl.baselines import METHODS
+
+    out = list(METHODS) if "all" in names else list(names)
+    bad = [m for m in out if m not in METHODS]
+    if bad:
+        raise SmieError(f"unknown method(s) {', '.join(bad)}; known: {', '.join(METHODS)}, all")
+    return out
+
+
+def pair_caches(visuals: list[Path], specs: tuple[str, ...]) -> list[tuple[Path, str | None, object]]:
+    """(visual cache, split spec or None for the cache's own split, Split) triples by the module docstring's rule."""
+    from smie.features.visual import read_visual_header
+    from smie.pipeline.data.splits import resolve_splits
+    from smie.pipeline.zsl.experiment import cache_split
+
+    heads = [read_visual_header(v) for v in visuals]
+    own = [cache_split(h) for h in heads]
+    if not specs:
+        return [(v, None, s) for v, s in zip(visuals, own)]
+    splits = []
+    for spec in specs:
+        found = resolve_splits(spec, len(heads[0].class_names))
+        splits += [(spec if len(found) == 1 else s.id, s) for s in found]
+    if len(visuals) == 1:
+        return [(visuals[0], spec, s) for spec, s in splits]
+    by_id = {s.id: v for v, s in zip(visuals, own)}
+    if all(s.id in by_id for _, s in splits):
+        return [(by_id[s.id], spec, s) for spec, s in splits]
+    if len(splits) != len(visuals):
+        raise SmieError(f"{len(visuals)} visual caches for {len(splits)} splits: give one cache per split (matched "
+                        f"by split id, else by position) or a single cache")
+    return [(v, spec, s) for v, (spec, s) in zip(visuals, splits)]
+
+
+def _cell(values) -> str:
+    v = np.asarray(values, dtype=float)
+    if not np.isfinite(v).any():
+        return "n/a"
+    return f"{100 * np.nanmean(v):.1f} ± {100 * np.nanstd(v):.1f}"
+
+
+def compare(cfg: CompareConfig) -> Path:
+    """Run the grid, write ``table.md``, ``table.csv``, ``runs.csv``, ``table.png`` under ``cfg.out``; return
+    the markdown table's path."""
+    import pandas as pd
+
+    from smie.pipeline.zsl.baselines.run import BaselineConfig, fit_splits
+    from smie.pipeline.zsl.experiment import split_slug
+
+    if cfg.seeds < 1:
+        raise SmieError("--seeds must be >= 1")
+    visuals = [Path(cfg.visual)] if isinstance(cfg.visual, (str, Path)) else [Path(v) for v in cfg.visual]
+    if not visuals:
+        raise SmieError("give at least one visual cache")
+    methods = _methods(cfg.methods)
+    pairs = pair_caches(visuals, cfg.split)
+    out = Path(cfg.out)
+    rows, notes = [], {}
+    wall = time.perf_counter()
+    for method in methods:
+        for visual, spec, split in pairs:
+            for seed in range(cfg.seeds):
+                run_cfg = BaselineConfig(method, visual, Path(cfg.text), out / "runs" / method / split_slug(split.id) /
+                                         f"seed{seed}", kinds=tuple(cfg.kinds), split=(spec,) if spec else (),
+                                         batch_size=cfg.batch_size, gzsl=cfg.gzsl, device=cfg.device, seed=seed)
+                start = time.perf_counter()
+                try:
+                    res = fit_splits(run_cfg, cfg.epochs_scale)
+                except SmieError as exc:
+                    if "has no kind" not in str(exc):
+                        raise
+                    notes[method] = str(exc)
+                    break
+                metrics = json.loads((res.out / "metrics.json").read_text())
+                used = json.loads((res.out / "config.json").read_text())
+                rows.append(dict(method=method, split=split.id, seed=seed, seconds=time.perf_counter() - start,
+                                 kinds="+".join(used["kinds_used"]), epochs=used["epochs_used"],
+                                 **{k: float(metric(metrics, p)) for k, p in METRICS}))
+            if method in notes:
+                break
+    runs = pd.DataFrame(rows, columns=["method", "split", "seed", "seconds", "kinds", "epochs"] +
+                        [k for k, _ in METRICS])
+    table = summary_table(runs, methods, [s.id for _, _, s in pairs], notes, cfg.gzsl)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "runs.csv") as tmp:
+        runs.to_csv(tmp, index=False)
+    with atomic_path(out / "table.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    own = {m: k for m, k in zip(runs.method, runs.kinds) if k != "+".join(cfg.kinds)}
+    md = markdown(table, notes, cfg, len(pairs), time.perf_counter() - wall, own)
+    with atomic_path(out / "table.md") as tmp:
+        tmp.write_text(md)
+    bar_chart(runs, methods, out / "table.png", cfg.gzsl)
+    print(md)
+    return out / "table.md"
+
+
+def summary_table(runs, methods, split_ids, notes, gzsl: bool):
+    """One row per method; per split 'ZSL' (and 'H') mean ± std over seeds; then the mean over splits."""
+    import pandas as pd
+
+    keys = [("zsl", "ZSL")] + ([("h", "H")] if gzsl else [])
+    out = []
+    for m in methods:
+        row = {"method": m}
+        mine = runs[runs.method == m]
+        for sid in split_ids:
+            sel = mine[mine.split == sid]
+            for key, title in keys:
+                row[f"{sid} {title}"] = _cell(sel[key]) if len(sel) else "n/a"
+        for key, title in keys:
+            per_split = mine.groupby("split")[key].mean() if len(mine) else []
+            row[f"mean {title}"] = _cell(per_split) if len(mine) else "n/a"
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def markdown(table, notes: dict, cfg: CompareConfig, n_splits: int, seconds: float, own_kinds: dict) -> str:
+    cols = list(table.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(["---"] * len(cols)) + "|"]
+    lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for _, r in table.iterrows()]
+    lines.append("")
+    lines.append(f"Top-1 accuracy (%) on unseen classes at the validation-selected epoch; H = GZSL harmonic mean "
+                 f"(calibrated stacking chosen on validation); mean ± std over {cfg.seeds} seed(s), {n_splits} "
+                 f"split(s); kinds {', '.join(cfg.kinds)}; epochs scale {cfg.epochs_scale:g}; "
+                 f"wall time {seconds:.0f} s.")
+    for m, kinds in own_kinds.items():
+        lines.append(f"- {m}: semantic kinds {kinds.replace('+', ', ')} (the method's own)")
+    for m, why in notes.items():
+        lines.append(f"- {m}: n/a ({why})")
+    return "\n".join(lines) + "\n"
+
+
+def bar_chart(runs, methods, path: Path, gzsl: bool) -> Path:
+    """Grouped bars: per method, mean over splits and seeds of ZSL (and H), error bars = std over runs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = ["zsl"] + (["h"] if gzsl else [])
+    x = np.arange(len(methods))
+    width = 0.8 / len(keys)
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(methods) + 1), 3.2))
+    for i, key in enumerate(keys):
+        vals = [runs[runs.method == m][key].to_numpy(dtype=float) for m in methods]
+        mean = [100 * np.nanmean(v) if len(v) and np.isfinite(v).any() else 0.0 for v in vals]
+        std = [100 * np.nanstd(v) if len(v) and np.isfinite(v).any() else 0.0 for v in vals]
+        ax.bar(x + (i - (len(keys) - 1) / 2) * width, mean, width, yerr=std, capsize=2,
+               label={"zsl": "ZSL top-1", "h": "GZSL H"}[key])
+    ax.set_xticks(x, methods, rotation=30, ha="right")
+    ax.set_ylabel("%")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+    return path

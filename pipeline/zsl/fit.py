@@ -1,0 +1,161 @@
+"""Stage two: the training loop shared by SMIE and every baseline (``smie fit-estimator`` is in
+:mod:`smie.pipeline.zsl.experiment`).
+
+A stage-two method is an ``nn.Module`` with ``loss(batch) -> scalar``, ``finalize(train, class_sem)`` and
+``scores(visual (N, D), class_sem (K, E)) -> (N, K)`` (docs/architecture.md). :func:`train_method` trains any such
+module from cached tensors: no DataLoader, the whole cache sits on the device, one seeded generator draws the
+batch order and the masked view of each sample, so a CPU run is bit-for-bit repeatable.
+
+The learning-rate schedule is the official SMIE one (``procedure.py: adjust_learning_rate``), set once per epoch:
+``lr * e / warmup`` for ``e < warmup`` (so epoch 0 runs at lr 0, as in the code), then
+``lr * (1 + cos(pi * (e - warmup) / (epochs - warmup))) / 2``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from smie.features.store import SmieError
+from smie.pipeline.device import resolve_device
+
+
+@dataclass
+class Batch:
+    """One training step's input. visual (B, D); masked (B, D) one masked view per sample, or None;
+    labels (B,) int64 rows of ``class_sem``; class_sem (Kt, E) semantics of the training classes."""
+
+    visual: torch.Tensor
+    masked: torch.Tensor | None
+    labels: torch.Tensor
+    class_sem: torch.Tensor
+
+
+@dataclass
+class TrainSet:
+    """Training samples of one experiment. visual (N, D); masked (N, Vw, D) or None; labels (N,) int64 rows of
+    ``class_sem`` (Kt, E); class_ids (Kt,) the classes' indices in the caches' class table."""
+
+    visual: torch.Tensor
+    masked: torch.Tensor | None
+    labels: torch.Tensor
+    class_sem: torch.Tensor
+    class_ids: tuple[int, ...] = ()
+
+    def to(self, device: torch.device) -> "TrainSet":
+        m = None if self.masked is None else self.masked.to(device)
+        return TrainSet(self.visual.to(device), m, self.labels.to(device), self.class_sem.to(device),
+                        self.class_ids)
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """Loop settings; defaults are the official SMIE config (Adam, lr 1e-5, 100 epochs, batch 128, 15 warm-up)."""
+
+    epochs: int = 100
+    batch_size: int = 128
+    lr: float = 1e-5
+    warmup: int = 15
+    weight_decay: float = 0.0
+    seed: int = 0
+    device: str = "cpu"
+
+
+def lr_factor(epoch: int, epochs: int, warmup: int) -> float:
+    """Multiplier of the base learning rate at ``epoch`` (official warm-up then cosine, minimum 0)."""
+    if epoch < warmup:
+        return epoch / warmup
+    span = max(1, epochs - warmup)
+    return (1 + math.cos(math.pi * (epoch - warmup) / span)) / 2
+
+
+def _optimizer(model: nn.Module, opts: FitOptions) -> torch.optim.Optimizer:
+    if hasattr(model, "configure_optimizer"):
+        return model.configure_optimizer(opts)
+    return torch.optim.Adam(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
+
+
+def train_method(model: nn.Module, trainset: TrainSet, opts: FitOptions,
+                 on_epoch: Callable[[int, nn.Module], None] | None = None) -> list[float]:
+    """Train ``model`` on ``trainset``; return the mean loss of each epoch.
+
+    After every epoch the model's ``finalize`` runs, then ``on_epoch(epoch, model)`` with the model in eval
+    mode under ``no_grad`` (for per-epoch evaluation). With ``epochs == 0`` only ``finalize`` runs.
+    A method may define ``configure_optimizer(opts)``; the schedule scales each group's own initial lr.
+    """
+    device = resolve_device(opts.device)
+    model.to(device)
+    data = trainset.to(device)
+    N = data.visual.shape[0]
+    if N == 0:
+        raise SmieError("no training samples for stage two (check the split and the visual cache partition)")
+    gen = torch.Generator(device="cpu").manual_seed(opts.seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = _optimizer(model, opts) if params else None
+    if opt is not None:
+        for group in opt.param_groups:
+            group.setdefault("initial_lr", group["lr"])
+    losses: list[float] = []
+    for epoch in range(opts.epochs):
+        model.train()
+        if opt is not None:
+            for group in opt.param_groups:
+                group["lr"] = group["initial_lr"] * lr_factor(epoch, opts.epochs, opts.warmup)
+        order = torch.randperm(N, generator=gen).to(device)
+        total, steps = 0.0, 0
+        for start in range(0, N, opts.batch_size):
+            idx = order[start:start + opts.batch_size]
+            masked = None
+            if data.masked is not None:
+                view = torch.randint(data.masked.shape[1], (len(idx),), generator=gen).to(device)
+                masked = data.masked[idx, view]
+            loss = model.loss(Batch(data.visual[idx], masked, data.labels[idx], data.class_sem))
+            if opt is not None and loss.requires_grad:
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            total += float(loss.detach())
+            steps += 1
+        losses.append(total / max(1, steps))
+        _finish_epoch(model, data, epoch, on_epoch)
+    if opts.epochs == 0:
+        _finish_epoch(model, data, -1, on_epoch)
+    return losses
+
+
+def _finish_epoch(model, data: TrainSet, epoch: int, on_epoch) -> None:
+    model.eval()
+    with torch.no_grad():
+        model.finalize(data, data.class_sem)
+        if on_epoch is not None:
+            on_epoch(epoch, model)
+
+
+def semantic_matrix(text_cache, kinds: tuple[str, ...] | list[str] = ("label",), combine: str = "concat") -> np.ndarray:
+    """Class semantics (K, E') from a text cache: each kind's real descriptions (``text_cache.mask(kind)``; the
+    zero padding rows are skipped) averaged per class and L2-normalised, then concatenated (E' = sum of the
+    kinds' widths) or averaged (``combine="mean"``, kinds must share a width)."""
+    if combine not in ("concat", "mean"):
+        raise SmieError(f"combine must be 'concat' or 'mean', got {combine!r}")
+    available = tuple(text_cache.kinds)
+    parts = []
+    for kind in kinds:
+        if kind not in available:
+            raise SmieError(f"text cache has no kind {kind!r} (it has: {', '.join(available)})")
+        emb = np.asarray(text_cache.embeddings(kind), dtype=np.float64)  # (K, P, E)
+        valid = np.asarray(text_cache.mask(kind), dtype=bool)  # (K, P)
+        if not valid.any(axis=1).all():
+            missing = [text_cache.class_names[k] for k in np.flatnonzero(~valid.any(axis=1))]
+            raise SmieError(f"text cache kind {kind!r} has no embedding for classes: {', '.join(missing[:5])}")
+        mean = (emb * valid[..., None]).sum(axis=1) / valid.sum(axis=1, keepdims=True)
+        mean /= np.linalg.norm(mean, axis=1, keepdims=True).clip(min=1e-12)
+        parts.append(mean)
+    if combine == "mean":
+        if len({p.shape[1] for p in parts}) != 1:
+            raise SmieError("combine='mean' needs kinds of one embedding width; use combine='concat'")
+        return np.mean(parts, axis=0).astype(np.float32)
+    return np.concatenate(parts, axis=1).astype(np.float32)

@@ -1,0 +1,64 @@
+"""``smie report RUN...``: one table row per run directory (SMIE or baseline), from its ``metrics.json``.
+
+A directory written for several splits (it holds ``summary.json`` and one run per split) expands to its runs.
+Columns: method, split, setting, ZSL top-1 and mean per-class accuracy at the validation-selected epoch, the
+last-epoch and the test-selected ("oracle", not a valid estimate) top-1, GZSL S/U/H with calibrated stacking
+and with the gate, and the selection that produced the numbers.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from smie.features.store import SmieError
+
+COLUMNS = ("run", "method", "split", "setting", "zsl_acc", "zsl_per_class_acc", "zsl_last", "zsl_oracle",
+           "gzsl_seen", "gzsl_unseen", "gzsl_h", "gzsl_gate_h", "gzsl_seen_samples", "selection")
+
+
+def _runs(paths) -> list[Path]:
+    out = []
+    for p in map(Path, paths):
+        if (p / "metrics.json").is_file():
+            out.append(p)
+        elif (p / "summary.json").is_file():
+            out += sorted(q for q in p.iterdir() if (q / "metrics.json").is_file())
+        else:
+            raise SmieError(f"{p}: not a run directory (no metrics.json or summary.json)")
+    return out
+
+
+def metric(metrics: dict, path, default=float("nan")):
+    """The value at ``path`` (a key sequence, e.g. ``("zsl", "selected", "acc")``) of a ``metrics.json`` dict,
+    or ``default`` when a key is missing or the value is null (NaN is written as null)."""
+    for key in path:
+        if not isinstance(metrics, dict) or key not in metrics:
+            return default
+        metrics = metrics[key]
+    return default if metrics is None else metrics
+
+
+def report(run_dirs: list[str | os.PathLike]):
+    """pandas DataFrame with one row per run (columns ``COLUMNS``)."""
+    import pandas as pd
+
+    rows = []
+    for run in _runs(run_dirs):
+        try:
+            m = json.loads((run / "metrics.json").read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise SmieError(f"{run / 'metrics.json'}: unreadable ({exc})") from None
+        sel = m.get("selection", {})
+        setting = m.get("setting", {})
+        rows.append(dict(
+            run=str(run), method=m.get("method", "?"), split=m.get("split", "?"),
+            setting=", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in setting.items()),
+            zsl_acc=metric(m, ("zsl", "selected", "acc")),
+            zsl_per_class_acc=metric(m, ("zsl", "selected", "per_class_acc")),
+            zsl_last=metric(m, ("zsl", "last", "acc")), zsl_oracle=metric(m, ("zsl", "oracle", "acc")),
+            gzsl_seen=metric(m, ("gzsl", "stacking", "seen")), gzsl_unseen=metric(m, ("gzsl", "stacking", "unseen")),
+            gzsl_h=metric(m, ("gzsl", "stacking", "h")), gzsl_gate_h=metric(m, ("gzsl", "gate", "h")),
+            gzsl_seen_samples=metric(m, ("gzsl", "seen_samples"), default=""),
+            selection=f"val epoch {sel.get('epoch', '?')} (val acc {sel.get('val_acc', float('nan')):.4f})"))
+    return pd.DataFrame(rows, columns=list(COLUMNS))
