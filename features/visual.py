@@ -9,12 +9,17 @@ views, ``labels`` (N,) int64, ``sample_ids`` (N,) str, ``partition`` (N,) int8 (
 Writing is chunked and resumable: rows go to ``.<name>.partial`` beside the target, typed
 ``smie.visual.partial`` with a ``rows-done`` count, and the file is renamed onto the target only when every row
 is written. A partial file is never readable as a cache, and a rerun with the same inputs resumes it.
+
+Optional group ``validation`` (:class:`ValidationView`, written by :func:`attach_validation`): the same rows
+embedded by the split's *validation backbone* (trained without the ``val_unseen`` classes), which stage two
+selects on; it carries its own backbone hash, trained classes and provenance.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +50,20 @@ _STR_ATTRS = {"backbone_sha256": "backbone-sha256", "backbone_arch": "backbone-a
 
 
 @dataclass(frozen=True)
+class ValidationView:
+    """Features of the same rows from the validation backbone: ``features`` (N, D) float32, ``masked``
+    (N, W, D) float32; ``trained_classes`` the classes that backbone learnt (the split's seen minus
+    ``val_unseen``)."""
+
+    features: np.ndarray
+    masked: np.ndarray
+    backbone_sha256: str
+    backbone_arch: str
+    trained_classes: tuple[int, ...]
+    provenance: dict = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
 class VisualCache:
     """A visual cache in memory. ``features`` (N, D) float32, ``masked`` (N, W, D) float32, ``labels`` (N,)
     int64 into ``class_names`` (K,), ``partition`` (N,) int8; ``split`` is the Split as a dict (id, num_classes,
@@ -66,6 +85,7 @@ class VisualCache:
     skeleton_sha256: str
     shard: dict | None = None
     provenance: dict = field(default_factory=dict, compare=False)
+    validation: ValidationView | None = field(default=None, compare=False)
 
     @property
     def num_samples(self) -> int:
@@ -142,7 +162,9 @@ def _read(path: str | os.PathLike, with_data: bool) -> VisualCache:
         else:
             features = np.zeros((0, D), np.float32)
             masked_arr = np.zeros((0, masked.shape[1], D), np.float32)
+        validation = _read_validation(f, path, N, D, masked.shape[1], with_data) if "validation" in f else None
         return VisualCache(
+            validation=validation,
             features=features.astype(np.float32, copy=False),
             masked=masked_arr.astype(np.float32, copy=False),
             labels=labels.astype(np.int64),
@@ -153,6 +175,60 @@ def _read(path: str | os.PathLike, with_data: bool) -> VisualCache:
             provenance=read_provenance(f),
             **extra,
         )
+
+
+def _read_validation(f: h5py.File, path: Path, N: int, D: int, W: int, with_data: bool) -> ValidationView:
+    g = f["validation"]
+    feats, masked = require(g, path, "features", ndim=2), require(g, path, "masked", ndim=3)
+    if feats.shape != (N, D) or masked.shape != (N, W, D):
+        raise CacheError(path, f"'validation' views have shapes {feats.shape}, {masked.shape}; expected ({N}, {D}) "
+                               f"and ({N}, {W}, {D}) like the main features")
+    try:
+        sha, arch = str(g.attrs["backbone-sha256"]), str(g.attrs["backbone-arch"])
+        trained = tuple(int(c) for c in json.loads(g.attrs["trained-classes"]))
+    except KeyError as exc:
+        raise CacheError(path, f"'validation' group misses attribute {exc}") from None
+    if with_data:
+        fv, mv = feats[()].astype(np.float32), masked[()].astype(np.float32)
+        if not (np.isfinite(fv).all() and np.isfinite(mv).all()):
+            raise CacheError(path, "validation features contain NaN or infinite values")
+    else:
+        fv, mv = np.zeros((0, D), np.float32), np.zeros((0, W, D), np.float32)
+    prov = json.loads(g.attrs["provenance"]) if "provenance" in g.attrs else {}
+    return ValidationView(fv, mv, sha, arch, trained, prov)
+
+
+def attach_validation(path: str | os.PathLike, view: "VisualCache", trained_classes, provenance: dict) -> Path:
+    """Write ``view`` (a complete visual cache of the same rows, from the validation backbone) into the finished
+    cache ``path`` as its ``validation`` group; atomic (copy, add, rename), so ``path`` is never half-written.
+
+    Refuses a view whose rows, labels, partition, class table, split or masking differ from the cache's.
+    """
+    path = Path(path)
+    main = read_visual_header(path)
+    for name in ("sample_ids", "class_names", "split", "masking", "partition_settings", "skeleton_sha256"):
+        if getattr(main, name) != getattr(view, name):
+            raise CacheError(path, f"the validation view differs from the cache in {name}")
+    if not (np.array_equal(main.labels, view.labels) and np.array_equal(main.partition, view.partition)):
+        raise CacheError(path, "the validation view's labels or partition differ from the cache's")
+    leaked = sorted(set(int(c) for c in trained_classes) & set(main.split["unseen"]) | set(
+        int(c) for c in trained_classes) & set(main.split["val_unseen"]))
+    if leaked:
+        raise CacheError(path, f"the validation backbone was trained on classes {leaked} that are unseen or "
+                               "val_unseen in this split")
+    with atomic_path(path) as tmp:
+        shutil.copyfile(path, tmp)
+        with h5py.File(tmp, "a") as f:
+            if "validation" in f:
+                del f["validation"]
+            g = f.create_group("validation")
+            g.create_dataset("features", data=view.features.astype(np.float32))
+            g.create_dataset("masked", data=view.masked.astype(np.float32))
+            g.attrs["backbone-sha256"] = view.backbone_sha256
+            g.attrs["backbone-arch"] = view.backbone_arch
+            g.attrs["trained-classes"] = json.dumps([int(c) for c in trained_classes])
+            g.attrs["provenance"] = to_json(provenance)
+    return path
 
 
 def read_visual(path: str | os.PathLike) -> VisualCache:

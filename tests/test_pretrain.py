@@ -12,7 +12,7 @@ from smie.features.store import SmieError
 from smie.pipeline.visual.backbones import check_backbone_compatible, load_backbone
 from smie.pipeline.data.partitions import SEEN_TRAIN, SEEN_VAL, assign_partitions
 from smie.pipeline.data.splits import resolve_split
-from smie.pipeline.visual.pretrain import PretrainConfig, _check_seen_only, ids_sha256, pretrain_backbone, resume_path
+from smie.pipeline.visual.pretrain import PretrainConfig, _check_allowed, ids_sha256, pretrain_backbone, resume_path
 
 K, PER, T, V, M = 6, 8, 16, 25, 2
 SPLIT = "random:2:seed=0"
@@ -21,13 +21,15 @@ SPLIT = "random:2:seed=0"
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _cache(path, poison_unseen=False):
+def _cache(path, poison_unseen=False, poison_val=False):
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(K), PER)
     data = rng.normal(size=(K * PER, 3, T, V, M)).astype(np.float32)
     data[:, 0] += labels[:, None, None, None] * 0.5
     if poison_unseen:
         data[np.isin(labels, resolve_split(SPLIT, K).unseen)] = np.nan
+    if poison_val:
+        data[np.isin(labels, resolve_split(SPLIT, K).val_unseen)] = np.nan
     sset = SkeletonSet(data=data, labels=labels, lengths=np.full(K * PER, T, np.int32),
                        sample_ids=tuple(f"S{i:03d}A{l:03d}" for i, l in enumerate(labels)),
                        class_names=tuple(f"class {k}" for k in range(K)), layout="ntu-25", dataset="synthetic",
@@ -86,7 +88,35 @@ def test_no_unseen_class_sample_reaches_training_or_selection(tmp_path):
     assert prov["served_val_ids_sha256"] == prov["val_ids_sha256"] == ids_sha256(val_ids)
     unseen_row = int(np.flatnonzero(np.isin(sset.labels, split.unseen))[0])
     with pytest.raises(SmieError, match="unseen classes"):
-        _check_seen_only(sset.labels, np.array([0, unseen_row]), split, "training")
+        _check_allowed(sset.labels, np.array([0, unseen_row]), split, "training", False)
+
+
+def test_validation_backbone_never_sees_val_unseen_or_unseen_samples(tmp_path):
+    """The validation backbone trains on seen minus val_unseen: samples of both other groups are NaN here, so
+    one reaching training, BatchNorm or selection would poison the weights; the checkpoint says its role."""
+    sset = _cache(tmp_path / "sk.h5", poison_unseen=True, poison_val=True)
+    cfg = _config(tmp_path, "val", epochs=1, validation=True)
+    pretrain_backbone(cfg)
+    raw = torch.load(cfg.out, weights_only=True)
+    assert all(torch.isfinite(v.float()).all() for v in raw["state_dict"].values())
+    split = resolve_split(SPLIT, K)
+    allowed = [c for c in split.seen if c not in split.val_unseen]
+    assert raw["role"] == "validation" and raw["head_classes"] == allowed
+    _, info = load_backbone(cfg.out)
+    assert info.role == "validation" and info.trained_classes == tuple(allowed)
+    part = assign_partitions(sset.labels, sset.meta, split, None, 0.25, 0.2, 0)
+    own = np.isin(sset.labels, allowed)
+    train_ids = [sset.sample_ids[i] for i in np.flatnonzero((part == SEEN_TRAIN) & own)]
+    assert raw["provenance"]["served_train_ids_sha256"] == ids_sha256(train_ids)
+    val_row = int(np.flatnonzero(np.isin(sset.labels, split.val_unseen))[0])
+    _check_allowed(sset.labels, np.array([0, val_row]), split, "training", False)
+    with pytest.raises(SmieError, match="validation \\(val_unseen\\) classes"):
+        _check_allowed(sset.labels, np.array([0, val_row]), split, "training", True)
+    _cache(tmp_path / "sk.h5")
+    main = _config(tmp_path, "main", epochs=1)
+    pretrain_backbone(main)
+    with pytest.raises(SmieError, match="refusing --init"):
+        pretrain_backbone(_config(tmp_path, "val2", epochs=1, validation=True, init=main.out))
 
 
 class Interrupt(Exception):

@@ -11,6 +11,11 @@ The skeleton cache's SHA-256 is computed in a background thread while extraction
 costs a sizeable share of a GPU run); rows are resumable only once it matched the checkpoint's, and a mismatch
 stops the run and discards its rows as soon as the hash is known.
 
+With ``validation_backbone`` (the split's validation backbone, ``pretrain-backbone --validation``) the same
+rows and masked views are embedded a second time by it and stored in the cache's ``validation`` group, which
+stage two selects on (docs/evaluation.md). It must be the validation backbone of the same split, partition and
+skeleton cache as ``backbone``.
+
 Under torchrun (``WORLD_SIZE``/``RANK`` set) or with an explicit ``shard=(rank, world)``, each rank extracts a
 contiguous slice to ``<stem>.rank<r>.h5`` beside ``out``; when torch.distributed is initialised rank 0 joins
 the shards into ``out`` after a barrier (under torchrun the process group is initialised here if needed).
@@ -55,6 +60,7 @@ class ExtractConfig:
     resume: bool = True
     shard: tuple[int, int] | None = None
     workers: int | None = None
+    validation_backbone: Path | None = None
 
 
 def shard_of(cfg: ExtractConfig) -> tuple[int, int]:
@@ -100,9 +106,10 @@ def check_compatible(cfg: ExtractConfig, info, sset, skeleton_sha: str | None, p
     if info.layout != sset.layout or int(info.num_frames) != sset.data.shape[2]:
         raise SmieError(f"{where}: checkpoint is for layout {info.layout} with {info.num_frames} frames, the cache "
                         f"has {sset.layout} with {sset.data.shape[2]}")
+    own = np.isin(sset.labels, info.trained_classes)
     for code, key in ((0, "train_ids_sha256"), (1, "val_ids_sha256")):
         recorded = info.provenance.get(key)
-        ids = (sset.sample_ids[i] for i in np.flatnonzero(partition == code))
+        ids = (sset.sample_ids[i] for i in np.flatnonzero((partition == code) & own))
         if recorded is not None and recorded != ids_sha256(ids):
             raise SmieError(f"{where}: the partitions recomputed from the checkpoint's split settings are not the "
                             f"samples it was trained on ({key} differs); re-pretrain with this smie version")
@@ -224,10 +231,49 @@ def extract_visual(cfg: ExtractConfig, timer: dict | None = None) -> Path:
         torch.distributed.init_process_group("nccl" if gpu else "gloo")
         dist = True
     try:
-        return _extract(cfg, timer, out, rank, world, dist)
+        path = _extract(cfg, timer, out, rank, world, dist)
+        if cfg.validation_backbone is not None:
+            _extract_validation(cfg, timer, out, rank, world, dist)
+        return path
     finally:
         if own_group:
             torch.distributed.destroy_process_group()
+
+
+def check_validation_pair(main, val, where: str) -> None:
+    """The validation backbone must belong to ``main``'s split, partition and skeleton cache, and have left out
+    ``val_unseen`` (as well as the unseen classes)."""
+    if val.role != "validation":
+        raise SmieError(f"{where}: is a {val.role} backbone; pass one trained with pretrain-backbone --validation")
+    for name in ("split", "partition", "skeleton_sha256", "class_names", "layout", "num_frames"):
+        if getattr(main, name) != getattr(val, name):
+            raise SmieError(f"{where}: its {name.replace('_', ' ')} differs from the main backbone's; train both "
+                            "backbones of a fold on the same skeleton cache, split and partition settings")
+    leaked = sorted(set(val.trained_classes) & (set(val.split.unseen) | set(val.split.val_unseen)))
+    if leaked:
+        raise SmieError(f"{where}: was trained on classes {leaked} that are unseen or val_unseen")
+
+
+def _extract_validation(cfg: ExtractConfig, timer: dict, out: Path, rank: int, world: int, dist: bool) -> None:
+    """Embed the rows again with the validation backbone into a sibling cache, then attach it to ``out``."""
+    import dataclasses
+
+    from smie.features.visual import attach_validation, read_visual
+    from smie.pipeline.visual.backbones import load_backbone
+
+    _, main = load_backbone(cfg.backbone)
+    _, val = load_backbone(cfg.validation_backbone)
+    check_validation_pair(main, val, str(cfg.validation_backbone))
+    sibling = out.with_name(f".{out.stem}.validation.h5")
+    vcfg = dataclasses.replace(cfg, backbone=cfg.validation_backbone, validation_backbone=None, out=sibling)
+    _extract(vcfg, timer, sibling, rank, world, dist)
+    if rank == 0:
+        prov = provenance(vcfg)
+        prov["inputs"] = {"backbone": {"path": str(cfg.validation_backbone), "sha256": val.sha256}}
+        attach_validation(out, read_visual(sibling), val.trained_classes, prov)
+        sibling.unlink()
+    if dist:
+        torch.distributed.barrier()
 
 
 def _header(cfg: ExtractConfig, sset, info, partition: np.ndarray, rank: int, world: int) -> VisualCache:

@@ -3,7 +3,7 @@
 Zero-shot numbers are only honest when the visual encoder never saw an unseen class, so the backbone is
 trained here, on partition ``seen_train`` (:mod:`smie.pipeline.data.partitions`), and the checkpoint with the best
 ``seen_val`` accuracy is kept. Unseen-class samples (``unseen_test``, ``unused``) and ``seen_test`` never enter
-training or selection; :func:`_check_seen_only` raises if an index set ever holds an unseen label.
+training or selection; :func:`_check_allowed` raises if an index set ever holds an unseen label.
 
 Defaults follow SMIE's feature generation (github.com/YujieOuO/SMIE_Generate_Feature, ``gen_config.py`` /
 ``gen_feature.py``): ST-GCN with 16 base channels and a 256-d feature, Adam at lr 5e-3, cosine annealing over
@@ -12,6 +12,12 @@ Deviations: ``weight_decay`` defaults to 5e-4 (SMIE passes none to Adam: use ``w
 faithful recipe); selection uses held-out ``seen_val`` samples where SMIE selected on its seen test set; the
 classifier spans only the seen classes (SMIE's spans all 60/120/51, the unseen ones never getting a positive).
 
+With ``validation=True`` it trains the split's *validation backbone*: the same recipe and the same sample
+partition, on the classes ``seen \ val_unseen`` only. Its features are what stage two selects epochs and
+settings on (the ``val_unseen`` classes then play unseen classes the backbone never learnt, as the real unseen
+classes do at test time; SynSE's ``shift_val_*`` features follow the same protocol). :func:`_check_allowed`
+raises if a sample of ``val_unseen`` or of an unseen class ever reaches its training or selection.
+
 Runs on CUDA when present (bf16 autocast, pinned memory), else on CPU. Under torchrun (``WORLD_SIZE`` > 1) it
 trains with DistributedDataParallel, ``batch_size`` being the global batch; only rank 0 writes. After every
 epoch ``<out>.resume`` holds the full training state; a rerun resumes and ends exactly where an uninterrupted
@@ -19,6 +25,7 @@ run would.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import warnings
 from dataclasses import dataclass
@@ -62,6 +69,7 @@ class PretrainConfig:
     init: Path | None = None
     num_workers: int = 0
     progress: bool = True
+    validation: bool = False
 
 
 @dataclass(frozen=True)
@@ -89,12 +97,22 @@ class Classifier(nn.Module):
         return self.head(self.backbone(x))
 
 
-def _check_seen_only(labels: np.ndarray, index: np.ndarray, split: Split, what: str) -> None:
-    """Raise if any sample in ``index`` belongs to a class that is unseen in ``split``."""
-    leaked = np.isin(labels[index], split.unseen)
+def trained_classes(split: Split, validation: bool) -> tuple[int, ...]:
+    """The classes a backbone of this role learns: the seen ones, minus ``val_unseen`` for the validation one."""
+    if not validation:
+        return tuple(split.seen)
+    return tuple(c for c in split.seen if c not in set(split.val_unseen))
+
+
+def _check_allowed(labels: np.ndarray, index: np.ndarray, split: Split, what: str, validation: bool) -> None:
+    """Raise if any sample in ``index`` belongs to a class unseen in ``split`` (or, for the validation
+    backbone, to one of ``split.val_unseen``)."""
+    forbidden = list(split.unseen) + (list(split.val_unseen) if validation else [])
+    leaked = np.isin(labels[index], forbidden)
     if leaked.any():
         classes = sorted(set(labels[index][leaked].tolist()))
-        raise SmieError(f"refusing to pretrain: {int(leaked.sum())} {what} samples belong to unseen classes "
+        kind = "unseen or validation (val_unseen)" if validation else "unseen"
+        raise SmieError(f"refusing to pretrain: {int(leaked.sum())} {what} samples belong to {kind} classes "
                         f"{classes} of split {split.id}")
 
 
@@ -140,7 +158,7 @@ def vet_init(path: Path, split: Split, class_names) -> dict:
 
 def _fingerprint(cfg: PretrainConfig, skeleton_sha: str, world: int) -> dict:
     keep = ("split", "arch", "size", "epochs", "batch_size", "lr", "weight_decay", "val_fraction",
-            "test_fraction", "protocol", "seed")
+            "test_fraction", "protocol", "seed", "validation")
     fp = {k: getattr(cfg, k) for k in keep}
     fp.update(skeleton_sha256=skeleton_sha, world_size=world, init=str(cfg.init) if cfg.init else None)
     return fp
@@ -175,9 +193,11 @@ def pretrain_backbone(cfg: PretrainConfig, on_epoch: Callable[[int, dict], None]
     split = resolve_split(cfg.split, len(sset.class_names), sset.dataset or None)
     part = assign_partitions(sset.labels, sset.meta, split, cfg.protocol, cfg.val_fraction, cfg.test_fraction,
                              cfg.seed)
-    train_idx, val_idx = np.flatnonzero(part == SEEN_TRAIN), np.flatnonzero(part == SEEN_VAL)
-    _check_seen_only(sset.labels, train_idx, split, "training")
-    _check_seen_only(sset.labels, val_idx, split, "validation")
+    classes = trained_classes(split, cfg.validation)
+    own = np.isin(sset.labels, classes)
+    train_idx, val_idx = np.flatnonzero((part == SEEN_TRAIN) & own), np.flatnonzero((part == SEEN_VAL) & own)
+    _check_allowed(sset.labels, train_idx, split, "training", cfg.validation)
+    _check_allowed(sset.labels, val_idx, split, "validation", cfg.validation)
     if len(train_idx) == 0 or len(val_idx) == 0:
         raise SmieError(f"{cfg.skeletons}: split {split.id} leaves {len(train_idx)} training and {len(val_idx)} "
                         "validation samples of seen classes; both must be non-empty (raise val_fraction?)")
@@ -186,14 +206,16 @@ def pretrain_backbone(cfg: PretrainConfig, on_epoch: Callable[[int, dict], None]
         warnings.warn(f"{cfg.skeletons}: only {steps} optimiser steps per epoch ({len(train_idx)} training samples, "
                       f"batch {cfg.batch_size}); BatchNorm running statistics lag with so few steps (MSR Action3D "
                       "at batch 128 stays at chance on validation). Consider --batch-size 16.", stacklevel=2)
-    init = vet_init(cfg.init, split, sset.class_names) if cfg.init is not None else None
+    guard = (dataclasses.replace(split, unseen=tuple(split.unseen) + tuple(split.val_unseen)) if cfg.validation
+             else split)
+    init = vet_init(cfg.init, guard, sset.class_names) if cfg.init is not None else None
     head_of = np.full(len(sset.class_names), -1, dtype=np.int64)
-    head_of[list(split.seen)] = np.arange(len(split.seen))
+    head_of[list(classes)] = np.arange(len(classes))
 
     N, C, T, V, M = sset.data.shape
     torch.manual_seed(cfg.seed)
     backbone = build_backbone(cfg.arch, sset.layout, cfg.size, in_channels=C, num_person=M)
-    model = Classifier(backbone, len(split.seen))
+    model = Classifier(backbone, len(classes))
     fingerprint = _fingerprint(cfg, skeleton_sha, env.world)
     rpath = resume_path(cfg.out)
     state = _load_resume(rpath, fingerprint) if cfg.resume else None
@@ -227,7 +249,8 @@ def pretrain_backbone(cfg: PretrainConfig, on_epoch: Callable[[int, dict], None]
                           desc=f"epoch {epoch + 1}/{cfg.epochs}", progress=cfg.progress)
         scheduler.step()
         stats["val_acc"], served_val = evaluate(net, val_loader, env)
-        _check_seen_only(sset.labels, np.fromiter(served_train | served_val, np.int64), split, "served")
+        _check_allowed(sset.labels, np.fromiter(served_train | served_val, np.int64), split, "served",
+                       cfg.validation)
         stats["epoch"] = epoch + 1
         history.append(stats)
         if stats["val_acc"] > best_acc:
@@ -272,7 +295,8 @@ def _save_best(cfg, model, split, sset, skeleton_sha, best_epoch, best_acc, hist
         partition={"protocol": cfg.protocol, "val_fraction": cfg.val_fraction,
                    "test_fraction": cfg.test_fraction, "seed": cfg.seed},
         class_names=sset.class_names, num_frames=sset.data.shape[2], skeleton_sha256=skeleton_sha,
-        provenance=prov, head=model.head, head_classes=split.seen, epoch=best_epoch, val_acc=best_acc,
+        provenance=prov, head=model.head, head_classes=trained_classes(split, cfg.validation), epoch=best_epoch,
+        val_acc=best_acc, role="validation" if cfg.validation else "main",
     )
 
 

@@ -12,6 +12,13 @@ cache per fold. Give several visual caches: with no ``split`` each cache is eval
 splits, each split is matched to the cache made for it (same split id), or else by position (as many caches as
 splits). One cache with several splits is used for all of them (a split whose unseen classes the backbone saw
 is refused). A method whose semantic kinds the text cache lacks is reported as n/a with the reason.
+
+Below the per-split table, ``significance.md``/``significance.csv`` give per method and metric (ZSL, H) the mean
+over all runs (splits × seeds) with its 95 % Student-t confidence interval, and the paired difference to a
+reference method (``reference``; default: the best mean) over the same runs, with a two-sided exact Wilcoxon
+signed-rank test (or a paired bootstrap, ``test="bootstrap"``) and Holm's correction across methods
+(:mod:`smie.pipeline.zsl.stats`); ``*`` marks a difference significant at 5 % after correction. The chart's
+error bars are the same confidence intervals.
 """
 from __future__ import annotations
 
@@ -47,6 +54,9 @@ class CompareConfig:
     device: str = "auto"
     epochs_scale: float = 1.0
     batch_size: int = 128
+    reference: str | None = None
+    test: str = "wilcoxon"
+    val_features: str = "auto"
 
 
 def _methods(names) -> list[str]:
@@ -114,7 +124,8 @@ def compare(cfg: CompareConfig) -> Path:
             for seed in range(cfg.seeds):
                 run_cfg = BaselineConfig(method, visual, Path(cfg.text), out / "runs" / method / split_slug(split.id) /
                                          f"seed{seed}", kinds=tuple(cfg.kinds), split=(spec,) if spec else (),
-                                         batch_size=cfg.batch_size, gzsl=cfg.gzsl, device=cfg.device, seed=seed)
+                                         batch_size=cfg.batch_size, gzsl=cfg.gzsl, device=cfg.device, seed=seed,
+                                         val_features=cfg.val_features)
                 start = time.perf_counter()
                 try:
                     res = fit_splits(run_cfg, cfg.epochs_scale)
@@ -140,8 +151,13 @@ def compare(cfg: CompareConfig) -> Path:
         table.to_csv(tmp, index=False)
     own = {m: k for m, k in zip(runs.method, runs.kinds) if k != "+".join(cfg.kinds)}
     md = markdown(table, notes, cfg, len(pairs), time.perf_counter() - wall, own)
+    keys = ("zsl", "h") if cfg.gzsl else ("zsl",)
+    sig = significance(runs, [m for m in methods if m not in notes], keys, cfg.reference, cfg.test)
+    md += "\n" + significance_markdown(sig, keys, cfg.test) if len(sig) else ""
     with atomic_path(out / "table.md") as tmp:
         tmp.write_text(md)
+    with atomic_path(out / "significance.csv") as tmp:
+        sig.to_csv(tmp, index=False)
     bar_chart(runs, methods, out / "table.png", cfg.gzsl)
     print(md)
     return out / "table.md"
@@ -183,8 +199,67 @@ def markdown(table, notes: dict, cfg: CompareConfig, n_splits: int, seconds: flo
     return "\n".join(lines) + "\n"
 
 
+TITLES = {"zsl": "ZSL top-1", "h": "GZSL H"}
+
+
+def significance(runs, methods, keys=("zsl", "h"), reference: str | None = None, test: str = "wilcoxon"):
+    """Per method and metric: mean [95 % CI] over runs and the paired test against ``reference`` (by metric:
+    the best mean when None). ``runs`` has columns method, split, seed and the metrics; runs are paired by
+    (split, seed). Returns a long DataFrame (metric, method, mean, lo, hi, n, diff_mean, diff_lo, diff_hi, p,
+    p_holm, significant, reference)."""
+    import pandas as pd
+
+    from smie.pipeline.zsl.stats import compare_methods
+
+    if reference is not None and reference not in methods:
+        raise SmieError(f"--reference {reference!r} is not among the compared methods ({', '.join(methods)})")
+    rows = []
+    for key in keys:
+        wide = runs.pivot_table(index=["split", "seed"], columns="method", values=key, aggfunc="first")
+        have = [m for m in methods if m in wide.columns and wide[m].notna().any()]
+        if not have:
+            continue
+        table = {m: wide[m].to_numpy(dtype=float).tolist() for m in have}
+        try:
+            res = compare_methods(table, reference if reference in have else None, method=test)
+        except ValueError as exc:
+            raise SmieError(f"significance test: {exc}") from None
+        rows += [dict(metric=key, reference=res["reference"], **r) for r in res["rows"]]
+    return pd.DataFrame(rows)
+
+
+def significance_markdown(sig, keys, test: str) -> str:
+    """The significance table as markdown: one block per metric."""
+    from smie.pipeline.zsl.stats import format_cell
+
+    lines = []
+    for key in keys:
+        part = sig[sig.metric == key]
+        if not len(part):
+            continue
+        ref = part.reference.iloc[0]
+        lines += [f"{TITLES[key]} (%), mean [95 % CI] over {int(part.n.max())} runs; Δ = method − {ref}, "
+                  f"paired over runs", "",
+                  "| method | mean [95 % CI] | Δ vs " + ref + " [95 % CI] | p | p (Holm) |", "|---|---|---|---|---|"]
+        for r in part.itertuples():
+            if r.method == ref:
+                lines.append(f"| **{r.method}** | {format_cell(r.mean, r.lo, r.hi)} | reference | | |")
+                continue
+            mark = " *" if r.significant else ""
+            lines.append(f"| {r.method} | {format_cell(r.mean, r.lo, r.hi)} | "
+                         f"{format_cell(r.diff_mean, r.diff_lo, r.diff_hi)}{mark} | {r.p:.3g} | {r.p_holm:.3g} |")
+        lines.append("")
+    name = ("two-sided exact Wilcoxon signed-rank test" if test == "wilcoxon" else
+            "two-sided paired bootstrap (10,000 resamples)")
+    lines.append(f"p: {name} over paired runs; Holm-corrected across methods; * = significant at 5 % after "
+                 "correction. CI: Student t over runs.")
+    return "\n".join(lines) + "\n"
+
+
 def bar_chart(runs, methods, path: Path, gzsl: bool) -> Path:
-    """Grouped bars: per method, mean over splits and seeds of ZSL (and H), error bars = std over runs."""
+    """Grouped bars: per method, mean over splits and seeds of ZSL (and H), error bars = 95 % t-interval."""
+    from smie.pipeline.zsl.stats import mean_ci
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -196,10 +271,10 @@ def bar_chart(runs, methods, path: Path, gzsl: bool) -> Path:
     fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(methods) + 1), 3.2))
     for i, key in enumerate(keys):
         vals = [runs[runs.method == m][key].to_numpy(dtype=float) for m in methods]
-        mean = [100 * np.nanmean(v) if len(v) and np.isfinite(v).any() else 0.0 for v in vals]
-        std = [100 * np.nanstd(v) if len(v) and np.isfinite(v).any() else 0.0 for v in vals]
-        ax.bar(x + (i - (len(keys) - 1) / 2) * width, mean, width, yerr=std, capsize=2,
-               label={"zsl": "ZSL top-1", "h": "GZSL H"}[key])
+        cis = [mean_ci(v) if len(v) else None for v in vals]
+        mean = [100 * c["mean"] if c and np.isfinite(c["mean"]) else 0.0 for c in cis]
+        half = [100 * c["half"] if c and np.isfinite(c["half"]) else 0.0 for c in cis]
+        ax.bar(x + (i - (len(keys) - 1) / 2) * width, mean, width, yerr=half, capsize=2, label=TITLES[key])
     ax.set_xticks(x, methods, rotation=30, ha="right")
     ax.set_ylabel("%")
     ax.legend(fontsize=8)

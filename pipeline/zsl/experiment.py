@@ -58,6 +58,7 @@ class FitConfig:
     device: str = "auto"
     seed: int = 0
     hidden: tuple[int, int] = (1024, 512)
+    val_features: str = "auto"
 
 
 @dataclass
@@ -90,6 +91,32 @@ def load_caches(visual: Path, text: Path, kinds, combine):
                         f"{len(tc.class_names)} classes; first difference at index {diff}); "
                         "embed the visual cache's class names")
     return vc, tc, semantic_matrix(tc, kinds, combine)
+
+
+VAL_FEATURES = ("auto", "validation", "main")
+
+
+def validation_view(vc, data: StageData, split, mode: str, where: str) -> tuple[StageData | None, dict]:
+    """The data that the validation phase of ``split`` runs on, and how to label it in the metrics.
+
+    ``mode``: ``validation`` = the cache's validation-backbone features (an error if it has none usable for
+    ``split``), ``main`` = the main features (optimistic: the backbone learnt the ``val_unseen`` classes),
+    ``auto`` = the first when usable, else the second. Usable = the validation backbone learnt none of the
+    split's unseen or ``val_unseen`` classes."""
+    if mode not in VAL_FEATURES:
+        raise SmieError(f"--val-features must be one of {', '.join(VAL_FEATURES)}, got {mode!r}")
+    view = vc.validation
+    usable = view is not None and not set(view.trained_classes) & (set(split.unseen) | set(split.val_unseen))
+    if mode == "validation" and not usable:
+        why = ("has no validation view (extract-visual --validation-backbone)" if view is None else
+               f"has a validation view whose backbone learnt classes of split {split.id}'s val_unseen")
+        raise SmieError(f"{where}: {why}")
+    if mode == "main" or not usable:
+        return None, dict(features="main-backbone", optimistic=True,
+                          note="validation classes were training classes of the backbone: optimistic selection")
+    masked = view.masked if data.masked is not None else None
+    return (dataclasses.replace(data, features=view.features, masked=masked),
+            dict(features="validation-backbone", optimistic=False, backbone_sha256=view.backbone_sha256))
 
 
 def cache_split(vc) -> Split:
@@ -176,13 +203,13 @@ def run_fit(cfg: FitConfig) -> FitResult:
     return run_stage_two(cfg, method="smie", model_factory=factory,
                          settings=[dict(alpha=a, lam=lam) for a in cfg.alpha for lam in cfg.lam],
                          visual=cfg.visual, text=cfg.text, out=cfg.out, kinds=cfg.kinds, combine=cfg.combine,
-                         split=cfg.split, gzsl=cfg.gzsl, needs_masked=cfg.temporal,
+                         split=cfg.split, gzsl=cfg.gzsl, needs_masked=cfg.temporal, val_features=cfg.val_features,
                          opts=FitOptions(cfg.epochs, cfg.batch_size, cfg.lr, cfg.warmup, 0.0, cfg.seed, cfg.device))
 
 
 def run_stage_two(config, *, method: str, model_factory, settings: list[dict], visual, text, out,
                   kinds=("label",), combine="concat", split=(), opts: FitOptions, gzsl: bool = False,
-                  needs_masked: bool = False) -> FitResult:
+                  needs_masked: bool = False, val_features: str = "auto") -> FitResult:
     """Any stage-two method from the two caches: protocol per split, run directories, tables.
 
     ``model_factory(D, E)`` returns ``make_model(**setting)`` building a fresh module (D visual, E semantic
@@ -209,9 +236,12 @@ def run_stage_two(config, *, method: str, model_factory, settings: list[dict], v
             part = (vc.partition if sp == base else
                     repartition(vc.partition, vc.labels, vc.split, sp, vc.partition_settings))
             data = StageData(vc.features, masked, vc.labels, part, class_sem, vc.class_names, vc.sample_ids)
-            res = run_protocol(make_model, settings, data, sp, opts, gzsl=gzsl)
+            val_data, selection = validation_view(vc, data, sp, val_features, str(visual))
+            res = run_protocol(make_model, settings, data, sp, opts, gzsl=gzsl, val_data=val_data)
             counts = {name: int((part == PARTITIONS[name]).sum()) for name in PARTITION_NAMES}
             metrics = _metrics(sp, res, counts)
+            metrics["selection"].update(validation_features=selection["features"],
+                                        optimistic=selection["optimistic"])
             metrics["method"] = method
             tst = res["test"]
             model = tst["model"]

@@ -10,6 +10,11 @@ Per split (docs/evaluation.md):
 2. *Final phase*: retrain on ``seen_train`` samples of all seen classes with the selected setting, and report
    the test numbers at the selected epoch, at the last epoch, and the best test epoch (the "oracle", as
    published numbers were obtained). Selection is finished before the final phase reads any test sample.
+
+The validation phase may run on other features than the final phase (``val_data``): those of the split's
+validation backbone, which never learnt the ``val_unseen`` classes, so that validation ZSL is a zero-shot task
+for the backbone too. With the main features instead the validation classes were training classes of the
+backbone and the selection is *optimistic* (recorded as such).
 """
 from __future__ import annotations
 
@@ -215,10 +220,11 @@ def final_test(make_model: Callable, val: dict, data: StageData, split, opts: Fi
 
 
 def run_protocol(make_model: Callable[..., torch.nn.Module], settings: list[dict], data: StageData, split,
-                 opts: FitOptions, gzsl: bool = False) -> dict:
-    """Validate every setting, pick the best on validation, then run the final phase for every setting
-    (for the sweep table) and return the selected one's results with ``sweep`` rows for all."""
-    vals = [validate(make_model, s, data, split, opts, gzsl) for s in settings]
+                 opts: FitOptions, gzsl: bool = False, val_data: StageData | None = None) -> dict:
+    """Validate every setting (on ``val_data`` when given, else on ``data``), pick the best on validation, then
+    run the final phase on ``data`` for every setting (for the sweep table) and return the selected one's
+    results with ``sweep`` rows for all."""
+    vals = [validate(make_model, s, data if val_data is None else val_data, split, opts, gzsl) for s in settings]
     chosen = int(np.argmax([v["val_acc"] for v in vals]))
     tests = [final_test(make_model, v, data, split, opts, gzsl) for v in vals]
     sweep = [dict(**v["setting"], val_acc=v["val_acc"], val_epoch=v["epoch"], test_acc=t["selected"]["acc"],

@@ -32,7 +32,12 @@ _DERIVED = ("A", "shift_in", "shift_out", "num_batches_tracked")  # rebuilt from
 
 @dataclass(frozen=True)
 class BackboneInfo:
-    """What a backbone checkpoint says about itself; ``split`` is the split its classifier was trained on."""
+    """What a backbone checkpoint says about itself; ``split`` is the split it was trained for.
+
+    ``role`` is ``"main"`` (trained on all of ``split.seen``) or ``"validation"`` (trained on
+    ``split.seen`` minus ``split.val_unseen`` only, so that stage-two selection on the ``val_unseen`` classes
+    sees features of classes the backbone never learnt, as at test time); ``trained_classes`` are the classes
+    its classifier actually saw (old checkpoints: ``split.seen``)."""
 
     arch: str
     model_config: dict
@@ -47,6 +52,15 @@ class BackboneInfo:
     epoch: int = -1
     val_acc: float = float("nan")
     provenance: dict = dataclasses.field(default_factory=dict, compare=False)
+    role: str = "main"
+    trained_classes: tuple[int, ...] = ()
+
+    def __post_init__(self):
+        if not self.trained_classes:
+            object.__setattr__(self, "trained_classes", tuple(self.split.seen))
+
+
+ROLES = ("main", "validation")
 
 
 def build_backbone(arch: str, layout_name: str, size: str = "small", **overrides: Any) -> nn.Module:
@@ -80,8 +94,12 @@ def save_checkpoint(
     head_classes: tuple[int, ...] | list[int] = (),
     epoch: int = -1,
     val_acc: float = float("nan"),
+    role: str = "main",
 ) -> None:
-    """Write a backbone checkpoint atomically; ``head`` (the pretraining classifier over ``head_classes``)."""
+    """Write a backbone checkpoint atomically; ``head`` (the pretraining classifier over ``head_classes``, the
+    classes the backbone was trained on); ``role`` as in :class:`BackboneInfo`."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
     model = _unwrap(model)
     arch = next((name for name, cls in ARCHS.items() if isinstance(model, cls)), None)
     if arch is None:
@@ -95,6 +113,7 @@ def save_checkpoint(
         "state_dict": _cpu_state(model),
         "head_state_dict": _cpu_state(head) if head is not None else {},
         "head_classes": [int(c) for c in head_classes],
+        "role": role,
         "split": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(split).items()},
         "partition": dict(partition),
         "class_names": list(class_names),
@@ -157,6 +176,8 @@ def load_backbone(path: str | os.PathLike, device: str | torch.device = "cpu") -
         epoch=int(ckpt.get("epoch", -1)),
         val_acc=float(ckpt.get("val_acc", float("nan"))),
         provenance=ckpt.get("provenance", {}),
+        role=str(ckpt.get("role", "main")),
+        trained_classes=tuple(int(c) for c in (ckpt.get("head_classes") or ckpt["split"]["seen"])),
     )
     return model.to(device).eval(), info
 
@@ -229,7 +250,7 @@ def check_backbone_compatible(
                         f"split {split.id} has {split.num_classes} classes")
     if class_names is not None and tuple(class_names) != tuple(info.class_names):
         raise SmieError("backbone was trained on another class table than these data")
-    leaked = sorted(set(info.split.seen) & set(split.unseen))
+    leaked = sorted(set(info.trained_classes) & set(split.unseen))
     if leaked:
         names = [info.class_names[c] if c < len(info.class_names) else str(c) for c in leaked]
         raise SmieError(f"backbone (split {info.split.id}) was trained on {len(leaked)} classes that are unseen "

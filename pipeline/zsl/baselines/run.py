@@ -44,6 +44,7 @@ class BaselineConfig:
     device: str = "auto"
     seed: int = 0
     options: tuple[str, ...] = ()
+    val_features: str = "auto"
 
 
 def parse_options(options: tuple[str, ...]) -> dict:
@@ -175,4 +176,5 @@ def fit_splits(cfg: BaselineConfig, epochs_scale: float = 1.0) -> FitResult:
                       cfg.device)
     return run_stage_two(config, method=cfg.name, model_factory=factory, settings=[{}], visual=cfg.visual,
                          text=cfg.text, out=cfg.out, kinds=kinds, combine=cfg.combine, split=tuple(cfg.split),
-                         opts=opts, gzsl=cfg.gzsl, needs_masked=getattr(cls, "uses_masked", False))
+                         opts=opts, gzsl=cfg.gzsl, needs_masked=getattr(cls, "uses_masked", False),
+                         val_features=cfg.val_features)
