@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -23,21 +24,32 @@ from smie.prompts.llm_client import LLMUnavailable
 
 SECRET = "sk-test-DO-NOT-LEAK-5f3a9c"
 REPO = Path(__file__).resolve().parents[1]
+# Generous bounds that only stop a broken test from hanging; nothing here waits for them on a passing run.
+_HOLD_LIMIT = 300.0
+# The client's timeout: only the ``timeout`` fault (which waits for it) runs into it, so it can be long enough
+# that a loaded machine never turns a slow loopback answer into an extra, uncounted retry.
+_CLIENT_TIMEOUT = 3.0
 
 
 class FaultServer:
     """Speaks just enough of POST /v1/chat/completions; the first calls follow ``plan``, the rest ``after``.
 
-    Faults: ``timeout`` (answers too late), ``429``, ``500``, ``503``, ``401``, ``malformed`` (broken JSON),
-    ``empty`` (empty content), ``null`` (content null), ``nochoices``; ``ok`` answers with a text naming the
-    quoted label of the prompt.
+    Faults: ``timeout`` (never answers: holds the request until the client gives up and hangs up), ``429``,
+    ``500``, ``503``, ``401``, ``malformed`` (broken JSON), ``empty`` (empty content), ``null`` (content null),
+    ``nochoices``; ``ok`` answers with a text naming the quoted label of the prompt.
+
+    ``hold_from=n``: call ``n`` (0-based) and every later one are held, unanswered, until ``release`` is set;
+    ``held`` is set when call ``n`` has arrived. No fault depends on how fast either side runs.
     """
 
-    def __init__(self, plan=(), after="ok", delay=0.0, timeout_sleep=1.0):
+    def __init__(self, plan=(), after="ok", delay=0.0, hold_from=None):
         self.plan = list(plan)
         self.after = after
         self.delay = delay
-        self.timeout_sleep = timeout_sleep
+        self.hold_from = hold_from
+        self.held = threading.Event()
+        self.release = threading.Event()
+        self.closing = threading.Event()
         self.calls: list[dict] = []
         self.lock = threading.Lock()
         outer = self
@@ -52,6 +64,9 @@ class FaultServer:
                     n = len(outer.calls)
                     outer.calls.append({"body": body, "auth": self.headers.get("Authorization")})
                     fault = outer.plan[n] if n < len(outer.plan) else outer.after
+                if outer.hold_from is not None and n >= outer.hold_from:
+                    outer.held.set()
+                    outer.release.wait(_HOLD_LIMIT)
                 outer.respond(self, fault, body, n)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -59,11 +74,18 @@ class FaultServer:
         self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
+    def _until_hangup(self, h):
+        """Wait, without answering, until the client closes the connection (its timeout ran out)."""
+        deadline = time.monotonic() + _HOLD_LIMIT
+        while not self.closing.is_set() and time.monotonic() < deadline:
+            if select.select([h.connection], [], [], 0.05)[0]:
+                return  # EOF (the client hung up) or, never expected, more bytes: either way stop here
+
     def respond(self, h, fault, body, n):
         time.sleep(self.delay)
         if fault == "timeout":
-            time.sleep(self.timeout_sleep)
-            fault = "ok"
+            self._until_hangup(h)
+            return
         if fault in ("429", "500", "503", "401"):
             payload = json.dumps({"error": {"message": f"fault {fault}; you sent {h.headers.get('Authorization')}",
                                             "type": "test"}}).encode()
@@ -95,6 +117,8 @@ class FaultServer:
         return self
 
     def __exit__(self, *exc):
+        self.closing.set()
+        self.release.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -107,7 +131,7 @@ def _secret_key(monkeypatch):
 
 def _cfg(tmp_path, server, **kw):
     base = dict(model="fake-model", out=tmp_path / "desc.jsonl", dataset="msr", base_url=server.base_url,
-                timeout=0.5, max_retries=6, backoff=0.01, max_wait=5.0, progress=False)
+                timeout=_CLIENT_TIMEOUT, max_retries=6, backoff=0.01, max_wait=5.0, progress=False)
     base.update(kw)
     return ExpandConfig(**base)
 
@@ -155,9 +179,13 @@ def test_persistent_outage_stops_with_clear_error(tmp_path):
 def test_total_wait_is_capped(tmp_path):
     with FaultServer(after="503") as srv:
         t0 = time.monotonic()
-        with pytest.raises(LLMUnavailable, match=r"s of waiting"):
+        with pytest.raises(LLMUnavailable, match=r"s of waiting") as err:
             expand_labels(_cfg(tmp_path, srv, max_retries=50, backoff=0.1, max_wait=0.5))
-    assert time.monotonic() - t0 < 5
+    attempts, waited = re.search(r"gave up after (\d+) attempts and ([\d.]+) s of waiting", str(err.value)).groups()
+    assert 1 < int(attempts) < 51 and float(waited) <= 0.5 and len(srv.calls) == int(attempts)
+    # Uncapped, 50 retries from 0.1 s doubling would sleep for minutes (25 s before the 9th try); the bound only has
+    # to tell that apart, not time a loaded machine.
+    assert time.monotonic() - t0 < 30
 
 
 def test_refusal_is_not_retried_and_key_is_scrubbed(tmp_path):
@@ -241,35 +269,45 @@ import sys
 from pathlib import Path
 from smie.prompts.expand import ExpandConfig, expand_labels
 expand_labels(ExpandConfig(model="fake", out=Path(sys.argv[1]), dataset="msr", base_url=sys.argv[2],
-                           kinds=("action", "motion"), timeout=5.0, progress=False))
+                           kinds=("action", "motion"), timeout=600.0, progress=False))
 """
 
 
 def test_ctrl_c_keeps_everything_finished(tmp_path):
+    """Ctrl-C with ``finished`` descriptions written and one request in flight keeps exactly those; a rerun
+    does the rest. The interrupt is sent on an event, not after a while: the child asks for one description
+    at a time and appends (fsyncs) each before asking for the next, so when the server has received, and is
+    holding, request ``finished + 1``, exactly ``finished`` are done. (Its timeout is long, so it never retries.)"""
+    finished = 5
     out = tmp_path / "desc.jsonl"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    with FaultServer(delay=0.05) as srv:
+    with FaultServer(hold_from=finished) as srv:
         child = subprocess.Popen([sys.executable, "-c", _CHILD, str(out), srv.base_url], cwd=REPO, env=env,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                if out.exists() and out.read_text(encoding="utf-8").count("\n") >= 5:
-                    break
-                time.sleep(0.02)
+            deadline = time.monotonic() + _HOLD_LIMIT
+            while not srv.held.wait(0.1):
+                if child.poll() is not None or time.monotonic() > deadline:
+                    child.kill()
+                    pytest.fail(f"the child never reached request {finished + 1} (exit {child.wait()}):\n"
+                                f"{child.stderr.read()[-3000:]}")
+            assert len(read_descriptions(out)) == finished
             child.send_signal(signal.SIGINT)
-            _, err = child.communicate(timeout=30)
+            _, err = child.communicate(timeout=_HOLD_LIMIT)
         finally:
+            srv.release.set()
             if child.poll() is None:
                 child.kill()
-        assert child.returncode != 0 and "KeyboardInterrupt" in err
-        assert "rerun to resume" in err
-        kept = read_descriptions(out)
-        assert 5 <= len(kept) < 40
+                child.communicate()
+        assert child.returncode != 0 and "KeyboardInterrupt" in err, err[-3000:]
+        assert f"interrupted: {finished} descriptions written this run are kept" in err and "rerun to resume" in err
         assert SECRET not in err
+        kept = read_descriptions(out)
+        assert len(kept) == finished and len(srv.calls) == finished + 1
         res = expand_labels(_cfg(tmp_path, srv, kinds=("action", "motion")))
-    assert res.skipped_done == len(kept) and res.written == 40 - len(kept)
-    _check_complete(out, kinds=("action", "motion"))
+    assert res.skipped_done == finished and res.written == 40 - finished and res.failed == 0
+    descs = _check_complete(out, kinds=("action", "motion"))
+    assert descs[:finished] == kept, "a resume must not touch what was finished"
 
 
 def test_nothing_listening_is_a_clear_error(tmp_path):
