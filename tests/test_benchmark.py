@@ -55,7 +55,7 @@ def test_killed_benchmark_resumes_with_identical_results(tmp_path):
     out, err = whole.communicate(timeout=600)
     assert whole.returncode == 0, err[-3000:]
     killed = _run(tmp_path, tmp_path / "killed")
-    marker = tmp_path / "killed" / "fold1" / "main.pt"
+    marker = tmp_path / "killed" / "fold1" / "main.pt.resume"  # mid-pretraining: its best epoch is on disk
     deadline = time.monotonic() + 600
     while not marker.exists() and killed.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -75,7 +75,7 @@ def _stage(times: dict, path: Path, name: str, fn, *args) -> None:
 def _fold(cfg: BenchmarkConfig, f: int, unseen: int, text: Path, methods: list[str], log) -> list[dict]:
     from smie.features.visual import read_visual_header
     from smie.pipeline.visual.extract import ExtractConfig, extract_visual
-    from smie.pipeline.visual.pretrain import PretrainConfig, pretrain_backbone
+    from smie.pipeline.visual.pretrain import PretrainConfig, pretrain_backbone, resume_path
     from smie.pipeline.zsl.baselines.run import BaselineConfig, fit_splits
     from smie.pipeline.zsl.compare import METRICS
     from smie.pipeline.zsl.report import metric
@@ -88,10 +88,11 @@ def _fold(cfg: BenchmarkConfig, f: int, unseen: int, text: Path, methods: list[s
     base = dict(skeletons=cfg.skeletons, split=split, arch=cfg.arch, size=cfg.size, epochs=cfg.backbone_epochs,
                 batch_size=cfg.batch_size, lr=cfg.backbone_lr, device=cfg.device, seed=f, progress=False)
     for name, validation in (("main", False), ("val", True)):
-        if not (d / f"{name}.pt").is_file():
+        ckpt = d / f"{name}.pt"
+        if not ckpt.is_file() or resume_path(ckpt).exists():  # the best epoch is saved before training ends
             log(f"fold {f}: pretrain-backbone ({name}) on {split}")
             _stage(times, stages, f"pretrain-{name}", pretrain_backbone,
-                   PretrainConfig(out=d / f"{name}.pt", validation=validation, **base))
+                   PretrainConfig(out=ckpt, validation=validation, **base))
     visual = d / "visual.h5"
     if not visual.is_file() or read_visual_header(visual).validation is None:
         log(f"fold {f}: extract-visual (main + validation backbone)")
