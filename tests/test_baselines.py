@@ -34,6 +34,7 @@ TINY = {
     "msf": (60, 3e-3, dict(latent=16, cycle_length=120, cycles=3, unseen_per_class=100, cls_lr=1e-2)),
     "smie": (30, 1e-3, dict(hidden=(64, 32))),
     "smie-notemporal": (30, 1e-3, dict(hidden=(64, 32))),
+    "smie-fusion": (30, 1e-3, dict(hidden=(64, 32), n_kinds=1, lr=1e-3)),
 }
 UNSEEN = (0, 7, 11, 14, 21, 28)
 
@@ -242,7 +243,7 @@ print("ok", len(METHODS))
 """
     run = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert "ok 9" in run.stdout
+    assert "ok 10" in run.stdout
 
 
 @pytest.mark.slow
@@ -275,3 +276,28 @@ def test_smie_notemporal_rejects_unknown_options_as_user_errors():
     assert _kwargs(cls, {"seed": 0}, {"alpha": 0.2}) == {"alpha": 0.2}
     model = cls(8, 6, hidden=(16, 8), alpha=0.2)
     assert model.temporal is False and cls(**model.config).config == model.config
+
+
+def test_smie_fusion_selects_its_setting_on_validation_and_tests_only_that_one(tmp_path):
+    from smie.pipeline.zsl.fusion import SMIEFusion
+
+    visual, text = write_caches(tmp_path, kinds=("label", "action", "motion"))
+    res = fit_baseline(BaselineConfig("smie-fusion", visual, text, tmp_path / "run", epochs=2, batch_size=64,
+                                      device="cpu", options=("hidden=(16, 8)",)))
+    metrics = json.loads((res.out / "metrics.json").read_text())
+    sweep = metrics["sweep"]
+    assert len(sweep) == len(SMIEFusion.settings_grid) == 12
+    chosen = [r for r in sweep if r["selected"]]
+    assert len(chosen) == 1 and chosen[0]["val_acc"] == max(r["val_acc"] for r in sweep)
+    assert chosen[0]["val_acc"] == metrics["selection"]["val_acc"]
+    assert [r for r in sweep if r["test_acc"] == r["test_acc"]] == chosen  # NaN elsewhere: only it was tested
+    assert metrics["setting"] == {k: chosen[0][k] for k in ("lr", "fusion", "temporal")}
+    fixed = fit_baseline(BaselineConfig("smie-fusion", visual, text, tmp_path / "fixed", epochs=2, batch_size=64,
+                                        device="cpu", options=("hidden=(16, 8)", "fusion='label'", "lr=0.001")))
+    rows = json.loads((fixed.out / "metrics.json").read_text())["sweep"]
+    assert len(rows) == 2 and {r["temporal"] for r in rows} == {True, False}
+    model = SMIEFusion(12, 18, n_kinds=3, fusion="critics", hidden=(8, 4))
+    assert len(model.critics) == 3 and model.scores(torch.zeros(5, 12), torch.ones(4, 18)).shape == (5, 4)
+    assert len(SMIEFusion(12, 18, n_kinds=3, fusion="label", hidden=(8, 4)).critics) == 1
+    with pytest.raises(SmieError, match="not 3 kinds"):
+        SMIEFusion(12, 17, n_kinds=3)

@@ -209,7 +209,7 @@ def run_fit(cfg: FitConfig) -> FitResult:
 
 def run_stage_two(config, *, method: str, model_factory, settings: list[dict], visual, text, out,
                   kinds=("label",), combine="concat", split=(), opts: FitOptions, gzsl: bool = False,
-                  needs_masked: bool = False, val_features: str = "auto") -> FitResult:
+                  needs_masked: bool = False, val_features: str = "auto", sweep_test: bool = True) -> FitResult:
     """Any stage-two method from the two caches: protocol per split, run directories, tables.
 
     ``model_factory(D, E)`` returns ``make_model(**setting)`` building a fresh module (D visual, E semantic
@@ -237,7 +237,8 @@ def run_stage_two(config, *, method: str, model_factory, settings: list[dict], v
                     repartition(vc.partition, vc.labels, vc.split, sp, vc.partition_settings))
             data = StageData(vc.features, masked, vc.labels, part, class_sem, vc.class_names, vc.sample_ids)
             val_data, selection = validation_view(vc, data, sp, val_features, str(visual))
-            res = run_protocol(make_model, settings, data, sp, opts, gzsl=gzsl, val_data=val_data)
+            res = run_protocol(make_model, settings, data, sp, opts, gzsl=gzsl, val_data=val_data,
+                               sweep_test=sweep_test)
             counts = {name: int((part == PARTITIONS[name]).sum()) for name in PARTITION_NAMES}
             metrics = _metrics(sp, res, counts)
             metrics["selection"].update(validation_features=selection["features"],

@@ -220,13 +220,17 @@ def final_test(make_model: Callable, val: dict, data: StageData, split, opts: Fi
 
 
 def run_protocol(make_model: Callable[..., torch.nn.Module], settings: list[dict], data: StageData, split,
-                 opts: FitOptions, gzsl: bool = False, val_data: StageData | None = None) -> dict:
+                 opts: FitOptions, gzsl: bool = False, val_data: StageData | None = None,
+                 sweep_test: bool = True) -> dict:
     """Validate every setting (on ``val_data`` when given, else on ``data``), pick the best on validation, then
-    run the final phase on ``data`` for every setting (for the sweep table) and return the selected one's
-    results with ``sweep`` rows for all."""
+    run the final phase on ``data`` for every setting (for the sweep table; only the chosen one when
+    ``sweep_test`` is False, the others' test columns NaN) and return the selected one's results with
+    ``sweep`` rows for all."""
     vals = [validate(make_model, s, data if val_data is None else val_data, split, opts, gzsl) for s in settings]
     chosen = int(np.argmax([v["val_acc"] for v in vals]))
-    tests = [final_test(make_model, v, data, split, opts, gzsl) for v in vals]
+    nan = dict(selected=dict(acc=float("nan")), last=dict(acc=float("nan")), oracle=dict(acc=float("nan")))
+    tests = [final_test(make_model, v, data, split, opts, gzsl) if sweep_test or i == chosen else nan
+             for i, v in enumerate(vals)]
     sweep = [dict(**v["setting"], val_acc=v["val_acc"], val_epoch=v["epoch"], test_acc=t["selected"]["acc"],
                   test_last=t["last"]["acc"], test_oracle=t["oracle"]["acc"], selected=i == chosen)
              for i, (v, t) in enumerate(zip(vals, tests))]

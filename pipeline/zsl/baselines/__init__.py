@@ -20,6 +20,7 @@ from smie.pipeline.zsl.baselines.relationnet import RelationNet
 from smie.pipeline.zsl.baselines.revise import ReViSE
 from smie.pipeline.zsl.baselines.synse import SynSE
 from smie.pipeline.zsl.estimator import SMIEEstimator
+from smie.pipeline.zsl.fusion import SMIEFusion
 
 
 class SMIE(SMIEEstimator):
@@ -59,4 +60,5 @@ METHODS: dict[str, type] = {
     "msf": MSF,
     "smie": SMIE,
     "smie-notemporal": SMIENoTemporal,
+    "smie-fusion": SMIEFusion,
 }

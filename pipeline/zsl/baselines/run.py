@@ -5,6 +5,9 @@ cache loading and class-table checks, per-split repartition, validation-based ep
 metrics (``smie.pipeline.zsl.protocol``) and the run directory (``smie.pipeline.zsl.rundir``, reloadable with ``load_run``).
 Per-method defaults (learning rate, epochs, semantic kinds) apply where the config leaves ``None`` (or the
 default ``kinds=("label",)`` for a method that needs other kinds).
+A method class may list ``settings_grid`` (constructor settings selected on validation by the protocol, as
+``--alpha``/``--lam`` are for SMIE; a user ``--option`` fixes that setting) and ``sweep_test = False`` (only the
+selected setting is retrained for the test phase).
 Baselines train at a constant learning rate in their papers; the shared loop always applies a cosine decay
 (``warmup=0`` here, so no warm-up), which is a deviation until the loop offers a constant schedule.
 """
@@ -159,7 +162,9 @@ def fit_splits(cfg: BaselineConfig, epochs_scale: float = 1.0) -> FitResult:
     epochs, extra = plan_epochs(cls, n_train, cfg.batch_size, cfg.epochs, user)
     if cfg.epochs is None and epochs_scale != 1.0:
         epochs, extra = plan_epochs(cls, n_train, cfg.batch_size, max(1, round(epochs * epochs_scale)), user)
-    options = _kwargs(cls, dict(extra, seed=cfg.seed), user)
+    options = _kwargs(cls, dict(extra, seed=cfg.seed, n_kinds=len(kinds)), user)
+    settings = [{k: v for k, v in s.items() if k not in user} for s in getattr(cls, "settings_grid", ({},))]
+    settings = [s for i, s in enumerate(settings) if s not in settings[:i]]
     steps_per_epoch = max(1, math.ceil(n_train / cfg.batch_size))
     lr = cls.default_lr if cfg.lr is None else cfg.lr
 
@@ -174,7 +179,7 @@ def fit_splits(cfg: BaselineConfig, epochs_scale: float = 1.0) -> FitResult:
                   model_options={k: v for k, v in options.items()})
     opts = FitOptions(epochs, cfg.batch_size, lr, 15 if cfg.name.startswith("smie") else 0, 0.0, cfg.seed,
                       cfg.device)
-    return run_stage_two(config, method=cfg.name, model_factory=factory, settings=[{}], visual=cfg.visual,
+    return run_stage_two(config, method=cfg.name, model_factory=factory, settings=settings, visual=cfg.visual,
                          text=cfg.text, out=cfg.out, kinds=kinds, combine=cfg.combine, split=tuple(cfg.split),
                          opts=opts, gzsl=cfg.gzsl, needs_masked=getattr(cls, "uses_masked", False),
-                         val_features=cfg.val_features)
+                         val_features=cfg.val_features, sweep_test=getattr(cls, "sweep_test", True))

@@ -1,0 +1,78 @@
+"""``smie-fusion``: SMIE with multi-semantic fusion (MSF's finding, label + action + motion descriptions,
+applied to SMIE's mutual-information estimator), with its free choices made on validation.
+
+One JSD critic per description kind (the text cache's kinds concatenated, ``n_kinds`` equal widths, the label
+first): the training loss is the mean of the kinds' SMIE losses (global MI, plus the temporal hinge when
+``temporal``), a class's score the mean of the kinds' critic values. ``fusion="label"`` keeps the label critic
+only (plain SMIE), so the validation phase can reject descriptions that do not help (a small LLM's may not).
+
+Departures from SMIE, each a setting or option (``smie fit-baseline smie-fusion --option ...``):
+
+- negatives are every different-class pair of the batch (``all-diff-class``); SMIE's roll-by-one takes a
+  same-class pair as a negative about once per K_seen samples;
+- the learning rate is part of the selected setting: SMIE's 1e-5 for 100 epochs is a few hundred Adam steps on a
+  data set of a few hundred samples, far from convergence (docs/smie-study.md);
+- ``settings_grid`` (lr x fusion, and temporal on/off) is selected on the validation classes like every
+  setting of the protocol (never on the unseen test set); only the selected setting is retrained for the test.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from smie.features.store import SmieError
+from smie.pipeline.zsl.estimator import SMIEEstimator
+from smie.pipeline.zsl.fit import Batch
+
+FUSIONS = ("label", "critics")
+
+
+class SMIEFusion(nn.Module):
+    """Per-kind SMIE critics over visual features (D) and ``n_kinds`` concatenated semantics (sem_dim)."""
+
+    default_lr = 1e-4
+    default_epochs = 100
+    uses_masked = True
+    default_kinds = ("label", "action", "motion")
+    settings_grid = tuple(dict(lr=lr, fusion=fusion, temporal=temporal) for lr in (1e-5, 1e-4, 1e-3)
+                          for fusion in FUSIONS for temporal in (True, False))
+    sweep_test = False
+
+    def __init__(self, visual_dim: int, sem_dim: int, n_kinds: int = 3, fusion: str = "critics", lr: float = 1e-4,
+                 hidden: tuple[int, int] = (1024, 512), alpha: float = 0.1, lam: float = 0.5, temporal: bool = True,
+                 negatives: str = "all-diff-class"):
+        super().__init__()
+        if fusion not in FUSIONS:
+            raise SmieError(f"smie-fusion option fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
+        if n_kinds < 1 or sem_dim % n_kinds:
+            raise SmieError(f"smie-fusion: semantic width {sem_dim} is not {n_kinds} kinds of one width")
+        self.kind_dim = sem_dim // n_kinds
+        self.kinds = (0,) if fusion == "label" else tuple(range(n_kinds))
+        self.lr, self.temporal = float(lr), bool(temporal)
+        self.config = dict(visual_dim=int(visual_dim), sem_dim=int(sem_dim), n_kinds=int(n_kinds), fusion=fusion,
+                           lr=float(lr), hidden=tuple(int(h) for h in hidden), alpha=float(alpha), lam=float(lam),
+                           temporal=bool(temporal), negatives=negatives)
+        self.critics = nn.ModuleList(SMIEEstimator(visual_dim, self.kind_dim, hidden, alpha, lam, temporal, negatives)
+                                     for _ in self.kinds)
+
+    def _kind(self, sem: torch.Tensor, k: int) -> torch.Tensor:
+        return sem[:, k * self.kind_dim:(k + 1) * self.kind_dim]
+
+    def configure_optimizer(self, opts) -> torch.optim.Optimizer:
+        """Adam at the setting's own learning rate (the protocol's schedule scales it per epoch)."""
+        return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=opts.weight_decay)
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        """Mean over kinds of SMIE's loss with that kind's class semantics (Kt, kind_dim)."""
+        masked = batch.masked if self.temporal else None
+        losses = [critic.loss(Batch(batch.visual, masked, batch.labels, self._kind(batch.class_sem, k)))
+                  for critic, k in zip(self.critics, self.kinds)]
+        return torch.stack(losses).mean()
+
+    def finalize(self, train, class_sem: torch.Tensor) -> None:
+        """No second stage."""
+
+    def scores(self, visual: torch.Tensor, class_sem: torch.Tensor) -> torch.Tensor:
+        """(N, D), (K, sem_dim) -> (N, K): the kinds' critic values averaged."""
+        return torch.stack([critic.scores(visual, self._kind(class_sem, k))
+                            for critic, k in zip(self.critics, self.kinds)]).mean(dim=0)
