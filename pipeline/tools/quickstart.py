@@ -130,6 +130,8 @@ def quickstart(cfg: QuickstartConfig, echo=None) -> QuickstartResult:
         raise SmieError(f"unknown quickstart size {cfg.size!r}; choose one of {', '.join(SIZES)}")
     if cfg.data is None and cfg.format is not None:
         raise SmieError("--format is given without --data; give both, or neither for the synthetic set")
+    if cfg.data is not None and cfg.format is None:
+        raise SmieError("--data needs --format (the format of the data, see `smie prepare`)")
     _check_baseline(cfg.baseline)
     workdir = Path(cfg.workdir).expanduser().resolve()
     workdir.mkdir(parents=True, exist_ok=True)

@@ -62,3 +62,11 @@ def report(run_dirs: list[str | os.PathLike]):
             gzsl_seen_samples=metric(m, ("gzsl", "seen_samples"), default=""),
             selection=f"val epoch {sel.get('epoch', '?')} (val acc {sel.get('val_acc', float('nan')):.4f})"))
     return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def write_report(run_dirs: list[str | os.PathLike], csv_path: str | os.PathLike | None = None) -> str:
+    """The table of ``report(run_dirs)`` as printable text; also written as CSV to ``csv_path`` when given."""
+    table = report(run_dirs)
+    if csv_path:
+        table.to_csv(csv_path, index=False)
+    return table.to_string(index=False)
