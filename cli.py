@@ -49,6 +49,14 @@ gzsl_option = partial(click.option, "--gzsl", is_flag=True)
 epochs_option = partial(click.option, "--epochs", type=int, default=None, show_default=True)  # None: the step's own
 lr_option = partial(click.option, "--lr", type=float, default=None, show_default=True)
 batch_size_option = partial(click.option, "--batch-size", default=128, show_default=True)
+val_features_option = partial(click.option, "--val-features", default="auto", show_default=True,
+                              type=click.Choice(["auto", "validation", "main"]),
+                              help="Features the validation phase selects on: the validation backbone's (honest; "
+                                   "auto when the cache has them) or the main backbone's (optimistic).")
+stats_options = options(
+    click.option("--reference", default=None, help="Method the others are tested against (default: best mean)."),
+    click.option("--test", default="wilcoxon", type=click.Choice(["wilcoxon", "bootstrap"]), show_default=True,
+                 help="Paired test over folds x seeds (exact Wilcoxon signed-rank or paired bootstrap)."))
 class_source = options(  # the three ways to name the classes: a skeleton cache, a data set name, or a class file
     click.option("--skeletons", type=ExistingPath, help="Take the classes from a skeleton cache."),
     click.option("--dataset", type=click.Choice(["ntu60", "ntu120", "pku51", "msr"]), help="Built-in class table."),
@@ -167,6 +175,8 @@ def splits(dataset: str | None) -> None:
 @options(device_option(), seed_option(), no_resume_option())
 @click.option("--init", type=ExistingPath, default=None, help="Initialise from a state dict trained elsewhere.")
 @click.option("--workers", "num_workers", default=0, show_default=True, help="DataLoader workers.")
+@click.option("--validation", is_flag=True,
+              help="Train the split's validation backbone: seen classes minus val_unseen only.")
 def pretrain_backbone(no_resume: bool, **kw: Any) -> None:
     """Train a GCN backbone on the seen classes of a split only (unseen classes never enter)."""
     from smie.pipeline.visual.pretrain import PretrainConfig, pretrain_backbone as run
@@ -179,6 +189,8 @@ def pretrain_backbone(no_resume: bool, **kw: Any) -> None:
 @main.command("extract-visual")
 @skeletons_option()
 @click.option("--backbone", required=True, type=ExistingPath, help="Checkpoint from `smie pretrain-backbone`.")
+@click.option("--validation-backbone", type=ExistingPath, default=None,
+              help="Its validation backbone (pretrain-backbone --validation): stored as the cache's validation view.")
 @out_option(help="Visual cache to write (.h5).")
 @click.option("--views", default=4, show_default=True, help="Masked views stored per sample.")
 @click.option("--masking", default="official", type=click.Choice(["official", "paper"]), show_default=True,
@@ -288,7 +300,7 @@ def embed_labels(**kw: Any) -> None:
 @options(gzsl_option(help="Also evaluate generalized ZSL (calibrated stacking and gate)."), device_option())
 @click.option("--hidden", default="1024,512", show_default=True, callback=_hidden,
               help="Estimator MLP hidden widths.")
-@seed_option()
+@options(seed_option(), val_features_option())
 def fit_estimator(no_temporal: bool, **kw: Any) -> None:
     """Stage two: train the SMIE mutual-information estimator on the caches and evaluate it honestly."""
     from smie.pipeline.zsl.experiment import FitConfig, fit_estimator as run
@@ -336,10 +348,10 @@ def predict(as_json: bool, **kw: Any) -> None:
 @options(visual_option(help="Visual cache."), text_option(), out_option(help="Run directory to write."), kinds_option(),
          combine_option(), splits_option(help="Other split or fold set (default: the cache's own)."))
 @options(epochs_option(help="Default: the method's own."), lr_option(help="Default: the method's own."),
-         batch_size_option(), gzsl_option(), device_option(), seed_option())
+         batch_size_option(), gzsl_option(), device_option(), seed_option(), val_features_option())
 @click.option("--option", "options", multiple=True, help="Method setting NAME=VALUE, e.g. latent=64; repeatable.")
 def fit_baseline(**kw: Any) -> None:
-    """Train a method (devise, relationnet, revise, cadavae, jpose, synse, msf, smie, smie-notemporal) on the caches."""
+    """Train a method (devise, relationnet, revise, cadavae, jpose, synse, msf, smie, smie-notemporal, smie-fusion)."""
     from smie.pipeline.zsl.baselines.run import BaselineConfig, fit_baseline as run
 
     res = run(BaselineConfig(**kw))
@@ -357,12 +369,41 @@ def fit_baseline(**kw: Any) -> None:
 @kinds_option()
 @click.option("--no-gzsl", is_flag=True, help="Skip generalized ZSL.")
 @click.option("--epochs-scale", default=1.0, show_default=True, help="Scale every method's default epochs.")
-@options(batch_size_option(), device_option())
+@options(batch_size_option(), device_option(), val_features_option(), stats_options)
 def compare(no_gzsl: bool, **kw: Any) -> None:
     """Run every method on identical cached inputs and write a paper-style comparison table."""
     from smie.pipeline.zsl.compare import CompareConfig, compare as run
 
     done("comparison written", run(CompareConfig(gzsl=not no_gzsl, **kw)))
+
+
+@main.command()
+@skeletons_option()
+@out_option(help="Benchmark directory (resumed when it exists).")
+@click.option("--folds", type=int, default=None, help="Seeded folds random:U:seed=0..K-1 (default 10 under 30 "
+                                                      "classes, else 5).")
+@click.option("--unseen", type=int, default=None, help="Unseen classes per fold (default: a quarter).")
+@click.option("--methods", default="all", show_default=True, callback=_comma_list, help="Comma list, or all.")
+@click.option("--seeds", default=1, show_default=True, help="Stage-two seeds per fold and method.")
+@click.option("--protocol", "protocols", multiple=True, default=("honest", "optimistic"), show_default=True,
+              type=click.Choice(["honest", "optimistic"]), help="Selection features; repeatable.")
+@click.option("--text", type=ExistingPath, default=None, help="Text cache (default: embed the classes here).")
+@click.option("--descriptions", multiple=True, type=ExistingPath, help="Description JSONL to embed; repeatable.")
+@options(kinds_option(), click.option("--encoder", default="minilm", show_default=True))
+@click.option("--arch", default="stgcn", type=click.Choice(["stgcn", "shiftgcn"]), show_default=True)
+@click.option("--backbone-epochs", default=30, show_default=True)
+@options(batch_size_option(default=16, help="Backbone batch size."), click.option("--views", default=2,
+         show_default=True), click.option("--keyframes", default=9, show_default=True),
+         click.option("--random-drop", default=9, show_default=True))
+@click.option("--epochs-scale", default=1.0, show_default=True, help="Scale every method's default epochs.")
+@options(stats_options, device_option())
+def benchmark(**kw: Any) -> None:
+    """Every method on K seeded folds with validation backbones: mean [95 % CI], paired tests, stage times."""
+    from smie.pipeline.tools.benchmark import BenchmarkConfig, run_benchmark
+
+    table = run_benchmark(BenchmarkConfig(**kw), log=click.echo)
+    click.echo(table.read_text())
+    done("benchmark written", table)
 
 
 @main.command()

@@ -77,3 +77,24 @@ def test_killed_benchmark_resumes_with_identical_results(tmp_path):
     assert len(a) == 2 * 2 * 2 and set(a.protocol) == {"honest", "optimistic"}
     table = (tmp_path / "killed" / "table.md").read_text()
     assert "## Protocol: honest" in table and "Wilcoxon" in table and "pretrain-val" in table
+
+
+def test_benchmark_command_runs_one_fold_through_the_cli(tmp_path):
+    from click.testing import CliRunner
+
+    from smie.cli import main
+
+    write_skeletons_and_text(tmp_path)
+    args = ["benchmark", "--skeletons", tmp_path / "sk.h5", "--text", tmp_path / "text.h5", "--out", tmp_path / "b",
+            "--folds", "1", "--unseen", "2", "--methods", "devise", "--protocol", "honest", "--backbone-epochs", "1",
+            "--batch-size", "8", "--keyframes", "3", "--random-drop", "3", "--epochs-scale", "0.05",
+            "--device", "cpu"]
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    assert "## Protocol: honest" in result.output and "benchmark written" in result.output
+    runs = pd.read_csv(tmp_path / "b" / "runs.csv")
+    assert list(runs.method) == ["devise"] and list(runs.protocol) == ["honest"]
+    metrics = (tmp_path / "b" / "fold0" / "runs" / "honest" / "devise" / "seed0" / "metrics.json").read_text()
+    assert '"validation_features": "validation-backbone"' in metrics
+    bad = CliRunner().invoke(main, [str(a) for a in args[:-2]] + ["--methods", "nope"])
+    assert bad.exit_code != 0 and "unknown method" in bad.output
