@@ -348,7 +348,8 @@ def predict(as_json: bool, **kw: Any) -> None:
 @options(visual_option(help="Visual cache."), text_option(), out_option(help="Run directory to write."), kinds_option(),
          combine_option(), splits_option(help="Other split or fold set (default: the cache's own)."))
 @options(epochs_option(help="Default: the method's own."), lr_option(help="Default: the method's own."),
-         batch_size_option(), gzsl_option(), device_option(), seed_option(), val_features_option())
+         batch_size_option(default=None, type=int, help="Default: the method's own (64 for synse, msf; else 128)."),
+         gzsl_option(), device_option(), seed_option(), val_features_option())
 @click.option("--option", "options", multiple=True, help="Method setting NAME=VALUE, e.g. latent=64; repeatable.")
 def fit_baseline(**kw: Any) -> None:
     """Train a method (devise, relationnet, revise, cadavae, jpose, synse, msf, smie, smie-notemporal, smie-fusion)."""
@@ -369,7 +370,8 @@ def fit_baseline(**kw: Any) -> None:
 @kinds_option()
 @click.option("--no-gzsl", is_flag=True, help="Skip generalized ZSL.")
 @click.option("--epochs-scale", default=1.0, show_default=True, help="Scale every method's default epochs.")
-@options(batch_size_option(), device_option(), val_features_option(), stats_options)
+@options(batch_size_option(default=None, type=int, help="Default: each method's own (64 for synse, msf; else 128)."),
+         device_option(), val_features_option(), stats_options)
 def compare(no_gzsl: bool, **kw: Any) -> None:
     """Run every method on identical cached inputs and write a paper-style comparison table."""
     from smie.pipeline.zsl.compare import CompareConfig, compare as run

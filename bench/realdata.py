@@ -34,6 +34,7 @@ def main(argv=None) -> int:
     p.add_argument("--backbone-epochs", type=int, default=30)
     p.add_argument("--epochs-scale", type=float, default=1.0)
     p.add_argument("--device", default="auto")
+    p.add_argument("--only-folds", type=int, nargs="*", default=[], help="run these folds only (parallel runs)")
     args = p.parse_args(argv)
     from smie.pipeline.data.prepare import PrepareConfig, prepare
     from smie.pipeline.tools.benchmark import BenchmarkConfig, run_benchmark
@@ -49,7 +50,8 @@ def main(argv=None) -> int:
         table = run_benchmark(BenchmarkConfig(
             skeletons=skel, out=args.out, folds=args.folds, unseen=args.unseen, seeds=args.seeds,
             methods=tuple(args.methods), descriptions=tuple(args.descriptions), kinds=tuple(args.kinds),
-            backbone_epochs=args.backbone_epochs, epochs_scale=args.epochs_scale, device=args.device),
+            backbone_epochs=args.backbone_epochs, epochs_scale=args.epochs_scale, device=args.device,
+            only_folds=tuple(args.only_folds)),
             log=lambda msg: print(f"[{time.perf_counter() - t0:7.0f} s] {msg}", flush=True))
     except SmieError as exc:
         print(f"error: {exc}", file=sys.stderr)

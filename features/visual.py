@@ -13,6 +13,11 @@ is written. A partial file is never readable as a cache, and a rerun with the sa
 Optional group ``validation`` (:class:`ValidationView`, written by :func:`attach_validation`): the same rows
 embedded by the split's *validation backbone* (trained without the ``val_unseen`` classes), which stage two
 selects on; it carries its own backbone hash, trained classes and provenance.
+
+Optional group ``head`` (:class:`BackboneHead`; also inside ``validation``, for the validation backbone): the
+backbone's pretraining classifier, datasets ``weight`` (Kh, D), ``bias`` (Kh,), ``classes`` (Kh,). Stage two
+computes the backbone's own class logits from the cached features with it (MSF's seen-class expert) without
+loading backbone code.
 """
 from __future__ import annotations
 
@@ -50,6 +55,19 @@ _STR_ATTRS = {"backbone_sha256": "backbone-sha256", "backbone_arch": "backbone-a
 
 
 @dataclass(frozen=True)
+class BackboneHead:
+    """The backbone's linear classifier over the classes it was trained on: logits (N, Kh) = features (N, D)
+    @ ``weight.T`` (D, Kh) + ``bias`` (Kh,); ``classes`` (Kh,) are the columns' indices into ``class_names``."""
+
+    weight: np.ndarray
+    bias: np.ndarray
+    classes: tuple[int, ...]
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        return np.asarray(features, dtype=np.float64) @ self.weight.T.astype(np.float64) + self.bias
+
+
+@dataclass(frozen=True)
 class ValidationView:
     """Features of the same rows from the validation backbone: ``features`` (N, D) float32, ``masked``
     (N, W, D) float32; ``trained_classes`` the classes that backbone learnt (the split's seen minus
@@ -61,6 +79,7 @@ class ValidationView:
     backbone_arch: str
     trained_classes: tuple[int, ...]
     provenance: dict = field(default_factory=dict, compare=False)
+    head: BackboneHead | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -86,6 +105,7 @@ class VisualCache:
     shard: dict | None = None
     provenance: dict = field(default_factory=dict, compare=False)
     validation: ValidationView | None = field(default=None, compare=False)
+    head: BackboneHead | None = field(default=None, compare=False)
 
     @property
     def num_samples(self) -> int:
@@ -162,9 +182,11 @@ def _read(path: str | os.PathLike, with_data: bool) -> VisualCache:
         else:
             features = np.zeros((0, D), np.float32)
             masked_arr = np.zeros((0, masked.shape[1], D), np.float32)
-        validation = _read_validation(f, path, N, D, masked.shape[1], with_data) if "validation" in f else None
+        validation = (_read_validation(f, path, N, D, masked.shape[1], len(class_names), with_data)
+                      if "validation" in f else None)
         return VisualCache(
             validation=validation,
+            head=_read_head(f, path, D, len(class_names)),
             features=features.astype(np.float32, copy=False),
             masked=masked_arr.astype(np.float32, copy=False),
             labels=labels.astype(np.int64),
@@ -177,7 +199,7 @@ def _read(path: str | os.PathLike, with_data: bool) -> VisualCache:
         )
 
 
-def _read_validation(f: h5py.File, path: Path, N: int, D: int, W: int, with_data: bool) -> ValidationView:
+def _read_validation(f: h5py.File, path: Path, N: int, D: int, W: int, K: int, with_data: bool) -> ValidationView:
     g = f["validation"]
     feats, masked = require(g, path, "features", ndim=2), require(g, path, "masked", ndim=3)
     if feats.shape != (N, D) or masked.shape != (N, W, D):
@@ -195,7 +217,33 @@ def _read_validation(f: h5py.File, path: Path, N: int, D: int, W: int, with_data
     else:
         fv, mv = np.zeros((0, D), np.float32), np.zeros((0, W, D), np.float32)
     prov = json.loads(g.attrs["provenance"]) if "provenance" in g.attrs else {}
-    return ValidationView(fv, mv, sha, arch, trained, prov)
+    return ValidationView(fv, mv, sha, arch, trained, prov, _read_head(g, path, D, K))
+
+
+def _read_head(g: h5py.Group, path: Path, D: int, K: int) -> BackboneHead | None:
+    """The optional ``head`` group of ``g``; refuse one whose shapes or classes do not fit (D features, K classes)."""
+    if "head" not in g:
+        return None
+    h = g["head"]
+    weight, bias = require(h, path, "weight", ndim=2)[()], require(h, path, "bias", ndim=1)[()]
+    classes = require(h, path, "classes", ndim=1)[()]
+    Kh = len(classes)
+    if weight.shape != (Kh, D) or bias.shape != (Kh,):
+        raise CacheError(path, f"'{h.name}' has weight {weight.shape} and bias {bias.shape}; expected ({Kh}, {D}) "
+                               f"and ({Kh},) for {Kh} classes and {D}-d features")
+    if Kh == 0 or len(set(classes.tolist())) != Kh or classes.min() < 0 or classes.max() >= K:
+        raise CacheError(path, f"'{h.name}/classes' must be distinct indices into the {K}-class table")
+    if not (np.isfinite(weight).all() and np.isfinite(bias).all()):
+        raise CacheError(path, f"'{h.name}' holds NaN or infinite values")
+    return BackboneHead(weight.astype(np.float32), bias.astype(np.float32), tuple(int(c) for c in classes))
+
+
+def write_head(g: h5py.Group, head: BackboneHead) -> None:
+    """Write ``head`` as the ``head`` group of ``g`` (the file root or the ``validation`` group)."""
+    h = g.create_group("head")
+    h.create_dataset("weight", data=np.asarray(head.weight, dtype=np.float32))
+    h.create_dataset("bias", data=np.asarray(head.bias, dtype=np.float32))
+    h.create_dataset("classes", data=np.asarray(head.classes, dtype=np.int64))
 
 
 def attach_validation(path: str | os.PathLike, view: "VisualCache", trained_classes, provenance: dict) -> Path:
@@ -216,6 +264,8 @@ def attach_validation(path: str | os.PathLike, view: "VisualCache", trained_clas
     if leaked:
         raise CacheError(path, f"the validation backbone was trained on classes {leaked} that are unseen or "
                                "val_unseen in this split")
+    if view.head is not None and set(view.head.classes) != {int(c) for c in trained_classes}:
+        raise CacheError(path, "the validation view's classifier head covers other classes than its backbone learnt")
     with atomic_path(path) as tmp:
         shutil.copyfile(path, tmp)
         with h5py.File(tmp, "a") as f:
@@ -228,6 +278,8 @@ def attach_validation(path: str | os.PathLike, view: "VisualCache", trained_clas
             g.attrs["backbone-arch"] = view.backbone_arch
             g.attrs["trained-classes"] = json.dumps([int(c) for c in trained_classes])
             g.attrs["provenance"] = to_json(provenance)
+            if view.head is not None:
+                write_head(g, view.head)
     return path
 
 
@@ -256,6 +308,8 @@ def _create(f: h5py.File, header: VisualCache, encoding_type: str, provenance: d
     f.create_dataset("partition", data=np.asarray(header.partition, dtype=np.int8))
     write_strings(f, "sample_ids", header.sample_ids)
     write_strings(f, "class_names", header.class_names)
+    if header.head is not None:
+        write_head(f, header.head)
 
 
 class VisualWriter:

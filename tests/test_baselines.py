@@ -286,7 +286,7 @@ def test_smie_fusion_selects_its_setting_on_validation_and_tests_only_that_one(t
                                       device="cpu", options=("hidden=(16, 8)",)))
     metrics = json.loads((res.out / "metrics.json").read_text())
     sweep = metrics["sweep"]
-    assert len(sweep) == len(SMIEFusion.settings_grid) == 12
+    assert len(sweep) == len(SMIEFusion.settings_grid) == 8
     chosen = [r for r in sweep if r["selected"]]
     assert len(chosen) == 1 and chosen[0]["val_acc"] == max(r["val_acc"] for r in sweep)
     assert chosen[0]["val_acc"] == metrics["selection"]["val_acc"]

@@ -62,6 +62,7 @@ class BenchmarkConfig:
     reference: str | None = None
     test: str = "wilcoxon"
     device: str = "auto"
+    only_folds: tuple[int, ...] = ()
 
 
 def _stage(times: dict, path: Path, name: str, fn, *args) -> None:
@@ -144,7 +145,8 @@ def run_benchmark(cfg: BenchmarkConfig, log=print) -> Path:
             embed_labels(EmbedConfig(out=text, descriptions=tuple(cfg.descriptions), encoder=cfg.encoder,
                                      skeletons=cfg.skeletons))
     wall = time.perf_counter()
-    rows = [r for f in range(folds) for r in _fold(cfg, f, unseen, Path(text), methods, log)]
+    todo = [f for f in range(folds) if not cfg.only_folds or f in cfg.only_folds]
+    rows = [r for f in todo for r in _fold(cfg, f, unseen, Path(text), methods, log)]
     runs = pd.DataFrame(rows)
     with atomic_path(out / "runs.csv") as tmp:
         runs.to_csv(tmp, index=False)

@@ -16,6 +16,10 @@ rows and masked views are embedded a second time by it and stored in the cache's
 stage two selects on (docs/evaluation.md). It must be the validation backbone of the same split, partition and
 skeleton cache as ``backbone``.
 
+The backbone checkpoint's pretraining classifier (``head_state_dict`` over ``head_classes``), when it has one, is
+stored as the cache's ``head`` group (the validation backbone's in ``validation/head``), so that stage two can
+compute the backbone's own class probabilities from the cached features (MSF's seen-class expert).
+
 Under torchrun (``WORLD_SIZE``/``RANK`` set) or with an explicit ``shard=(rank, world)``, each rank extracts a
 contiguous slice to ``<stem>.rank<r>.h5`` beside ``out``; when torch.distributed is initialised rank 0 joins
 the shards into ``out`` after a barrier (under torchrun the process group is initialised here if needed).
@@ -33,7 +37,7 @@ import torch
 
 from smie.features.skeletons import iter_skeleton_chunks, read_skeleton_header
 from smie.features.store import SmieError, file_sha256, provenance
-from smie.features.visual import VisualCache, VisualWriter, join_shards
+from smie.features.visual import BackboneHead, VisualCache, VisualWriter, join_shards
 from smie.pipeline.visual.keyframes import VARIANTS, masked_views, num_views
 from smie.pipeline.visual.backbones import embed
 from smie.pipeline.device import resolve_device
@@ -276,6 +280,21 @@ def _extract_validation(cfg: ExtractConfig, timer: dict, out: Path, rank: int, w
         torch.distributed.barrier()
 
 
+def checkpoint_head(path: Path, info) -> BackboneHead | None:
+    """The classifier head saved in the backbone checkpoint ``path`` (None when it has none, e.g. an imported
+    backbone); refuses a head whose shape disagrees with the backbone's feature width or its class list."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    state, classes = ckpt.get("head_state_dict") or {}, [int(c) for c in ckpt.get("head_classes") or ()]
+    if "weight" not in state or not classes:
+        return None
+    weight = state["weight"].float().numpy()
+    bias = state["bias"].float().numpy() if "bias" in state else np.zeros(len(weight), np.float32)
+    if weight.shape != (len(classes), info.feature_dim) or bias.shape != (len(classes),):
+        raise SmieError(f"{path}: classifier head of shape {tuple(weight.shape)} does not match its "
+                        f"{len(classes)} head classes and {info.feature_dim}-d features")
+    return BackboneHead(weight, bias, tuple(classes))
+
+
 def _header(cfg: ExtractConfig, sset, info, partition: np.ndarray, rank: int, world: int) -> VisualCache:
     """The visual cache's header (no feature rows) for this rank's contiguous slice of the samples."""
     N = sset.num_samples
@@ -297,6 +316,7 @@ def _header(cfg: ExtractConfig, sset, info, partition: np.ndarray, rank: int, wo
         backbone_config=dict(info.model_config),
         skeleton_sha256=info.skeleton_sha256,
         shard={"rank": rank, "world": world, "start": start, "stop": stop, "total": N} if world > 1 else None,
+        head=checkpoint_head(Path(cfg.backbone), info),
     )
 
 

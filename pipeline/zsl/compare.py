@@ -53,7 +53,7 @@ class CompareConfig:
     gzsl: bool = True
     device: str = "auto"
     epochs_scale: float = 1.0
-    batch_size: int = 128
+    batch_size: int | None = None
     reference: str | None = None
     test: str = "wilcoxon"
     val_features: str = "auto"

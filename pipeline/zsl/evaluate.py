@@ -12,9 +12,13 @@ Every function takes a score matrix ``scores`` (N, K) (higher = more likely; any
   scores are first standardised per sample over the candidate classes (``(s - mean) / std`` of each row), so
   ``gamma`` is in units of the sample's score spread: it is chosen on the validation model and applied to the
   separately retrained final model, whose raw score scale differs (raw-scale gamma gave S=0 or U=0 there).
-- Gate (MSF/SynSE style): a sample whose seen-class confidence (1 - normalised entropy) is below a threshold is
-  routed to the unseen classes, the rest to the seen classes.
+- Entropy gate (ours, not MSF's): a sample whose seen-class confidence (1 - normalised entropy) is below a
+  threshold is routed to the unseen classes, the rest to the seen classes.
 ``gamma`` and the gate threshold are chosen by :func:`choose_gamma`/:func:`choose_gate` on validation scores.
+- MSF gate (the MSF/SynSE code's ``gating_train.py``/``gating_eval.py``): two experts, the ZSL classifier's
+  softmax over the unseen classes and the backbone's temperature-scaled softmax over the seen classes; a logistic
+  regression on the top-k sorted probabilities of both (:func:`gate_features`, :func:`fit_logistic`) says
+  "seen" when P(seen) > 0.5, and the sample takes that expert's arg-max (:func:`msf_gate_predict`).
 """
 from __future__ import annotations
 
@@ -144,6 +148,87 @@ def choose_gate(scores: np.ndarray, labels: np.ndarray, seen_mask: np.ndarray) -
         if h > best_h + 1e-12:
             best, best_h = float(t), h
     return best
+
+
+def softmax(scores: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row softmax (N, K) of ``scores / temperature`` (the code's ``temp_scale``)."""
+    s = np.asarray(scores, dtype=np.float64) / temperature
+    p = np.exp(s - s.max(axis=1, keepdims=True))
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def gate_features(p_unseen: np.ndarray, p_seen: np.ndarray, k: int) -> np.ndarray:
+    """MSF's gate input (N, 2k): the k largest probabilities of the unseen expert, then of the seen expert, each
+    sorted in decreasing order (the code's ``np.sort(p, 1)[:, ::-1][:, :ss]``)."""
+    top = lambda p: -np.sort(-np.asarray(p, dtype=np.float64), axis=1)[:, :k]  # noqa: E731
+    return np.concatenate([top(p_unseen), top(p_seen)], axis=1)
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, c: float = 1.0, iters: int = 100) -> tuple[np.ndarray, float]:
+    """L2-regularised logistic regression (N, d), labels (N,) in {0, 1} -> (coef (d,), intercept) of P(y = 1).
+
+    The optimum of the code's ``LogisticRegression(C=1, solver='lbfgs', multi_class='multinomial')`` on two
+    classes: the multinomial fit splits ``w`` into ``w/2`` and ``-w/2`` for the two classes, so it minimises
+    ``C * sum(log-loss) + |w|^2 / 4`` (sklearn's binary fit with ``C' = 2C``), intercept not penalised. The
+    problem is strictly convex; damped Newton steps reach the optimum to machine precision.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if len(np.unique(y)) < 2:
+        raise ValueError("the gate needs samples of both seen and unseen classes")
+    a = np.concatenate([x, np.ones((len(x), 1))], axis=1)
+    reg = np.full(a.shape[1], 0.5 / c)
+    reg[-1] = 0.0
+
+    def objective(beta):
+        z = a @ beta
+        return np.logaddexp(0.0, z).sum() - y @ z + 0.5 * reg @ beta ** 2
+
+    beta = np.zeros(a.shape[1])
+    for _ in range(iters):
+        p = 1.0 / (1.0 + np.exp(-(a @ beta)))
+        grad = a.T @ (p - y) + reg * beta
+        if np.abs(grad).max() < 1e-10:
+            break
+        hess = (a * (p * (1 - p))[:, None]).T @ a + np.diag(reg) + 1e-12 * np.eye(a.shape[1])
+        step, t, f0 = np.linalg.solve(hess, grad), 1.0, objective(beta)
+        while objective(beta - t * step) > f0 - 1e-4 * t * grad @ step and t > 1e-10:
+            t /= 2
+        beta = beta - t * step
+    return beta[:-1], float(beta[-1])
+
+
+def logistic_proba(x: np.ndarray, coef, intercept: float) -> np.ndarray:
+    """P(y = 1) (N,) of :func:`fit_logistic`'s model."""
+    return 1.0 / (1.0 + np.exp(-(np.asarray(x, dtype=np.float64) @ np.asarray(coef) + intercept)))
+
+
+def fit_msf_gate(unseen: tuple[np.ndarray, np.ndarray], seen: tuple[np.ndarray, np.ndarray], k: int,
+                 temperature: float, seed: int = 0, threshold: float = 0.5) -> dict:
+    """MSF's gate (``gating_train.py``) from the two experts' probabilities ``(p_unseen, p_seen)`` on samples of
+    unseen classes (label 0) and of seen classes (label 1): a seeded random 4/5 of each group fits
+    :func:`fit_logistic` on :func:`gate_features`, the other 1/5 measures its accuracy at ``threshold``.
+    Returns the JSON-able gate: coef, intercept, k, temperature, threshold, n_fit, holdout_accuracy."""
+    rng = np.random.default_rng(seed)
+    x = [gate_features(pu, ps, k) for pu, ps in (unseen, seen)]
+    held = [np.isin(np.arange(len(v)), rng.choice(len(v), len(v) // 5, replace=False)) for v in x]
+    label = lambda mask, value: np.full(int(mask.sum()), float(value))  # noqa: E731
+    fit_y = np.concatenate([label(~held[0], 0), label(~held[1], 1)])
+    coef, intercept = fit_logistic(np.concatenate([x[0][~held[0]], x[1][~held[1]]]), fit_y)
+    hold_y = np.concatenate([label(held[0], 0), label(held[1], 1)])
+    hold_p = logistic_proba(np.concatenate([x[0][held[0]], x[1][held[1]]]), coef, intercept)
+    return dict(coef=coef.tolist(), intercept=intercept, k=int(k), temperature=float(temperature),
+                threshold=float(threshold), n_fit=int(len(fit_y)),
+                holdout_accuracy=float(((hold_p > threshold) == hold_y).mean()) if len(hold_y) else float("nan"))
+
+
+def msf_gate_predict(p_unseen: np.ndarray, p_seen: np.ndarray, unseen_cols, seen_cols, gate: dict) -> np.ndarray:
+    """Predicted columns (N,): where the gate's P(seen) > ``gate["threshold"]`` the seen expert's arg-max (as a
+    column of ``seen_cols``), else the unseen expert's (of ``unseen_cols``). ``gate``: coef, intercept, k."""
+    x = gate_features(p_unseen, p_seen, int(gate["k"]))
+    seen = logistic_proba(x, gate["coef"], gate["intercept"]) > gate["threshold"]
+    return np.where(seen, np.asarray(seen_cols)[np.argmax(p_seen, axis=1)],
+                    np.asarray(unseen_cols)[np.argmax(p_unseen, axis=1)])
 
 
 def select_epoch(curve: list[float], warmup: int = 0) -> int:

@@ -6,9 +6,15 @@ A stage-two method is an ``nn.Module`` with ``loss(batch) -> scalar``, ``finaliz
 module from cached tensors: no DataLoader, the whole cache sits on the device, one seeded generator draws the
 batch order and the masked view of each sample, so a CPU run is bit-for-bit repeatable.
 
-The learning-rate schedule is the official SMIE one (``procedure.py: adjust_learning_rate``), set once per epoch:
-``lr * e / warmup`` for ``e < warmup`` (so epoch 0 runs at lr 0, as in the code), then
-``lr * (1 + cos(pi * (e - warmup) / (epochs - warmup))) / 2``.
+The learning-rate schedule (``FitOptions.schedule``) is set once per epoch. ``cosine`` (default) is the official
+SMIE one (``procedure.py: adjust_learning_rate``): ``lr * e / warmup`` for ``e < warmup`` (so epoch 0 runs at
+lr 0, as in the code), then ``lr * (1 + cos(pi * (e - warmup) / (epochs - warmup))) / 2``. ``constant`` keeps
+the same warm-up, then the base lr: the generative baselines' codes (CADA-VAE, SynSE, MSF) use no scheduler.
+
+An epoch is one pass over the training set in shuffled batches (the last one smaller), unless
+``FitOptions.epoch_steps`` is set: then an epoch is exactly that many optimiser steps on full batches taken in
+turn from fresh random permutations (a short tail is dropped). The cycle-scheduled baselines run one epoch per
+cycle this way, so they stop after exactly ``cycles x cycle_length`` steps and are evaluated at cycle ends.
 """
 from __future__ import annotations
 
@@ -54,7 +60,9 @@ class TrainSet:
 
 @dataclass(frozen=True)
 class FitOptions:
-    """Loop settings; defaults are the official SMIE config (Adam, lr 1e-5, 100 epochs, batch 128, 15 warm-up)."""
+    """Loop settings; defaults are the official SMIE config (Adam, lr 1e-5, 100 epochs, batch 128, 15 warm-up,
+    cosine decay). ``schedule`` is ``cosine`` or ``constant``; ``epoch_steps`` None = an epoch is one pass over
+    the data, else that many steps (module docstring)."""
 
     epochs: int = 100
     batch_size: int = 128
@@ -63,12 +71,25 @@ class FitOptions:
     weight_decay: float = 0.0
     seed: int = 0
     device: str = "cpu"
+    schedule: str = "cosine"
+    epoch_steps: int | None = None
 
 
-def lr_factor(epoch: int, epochs: int, warmup: int) -> float:
-    """Multiplier of the base learning rate at ``epoch`` (official warm-up then cosine, minimum 0)."""
+SCHEDULES = ("cosine", "constant")
+
+
+def check_schedule(schedule: str) -> None:
+    if schedule not in SCHEDULES:
+        raise SmieError(f"learning-rate schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+
+
+def lr_factor(epoch: int, epochs: int, warmup: int, schedule: str = "cosine") -> float:
+    """Multiplier of the base learning rate at ``epoch``: the official warm-up, then cosine to 0 or constant 1."""
+    check_schedule(schedule)
     if epoch < warmup:
         return epoch / warmup
+    if schedule == "constant":
+        return 1.0
     span = max(1, epochs - warmup)
     return (1 + math.cos(math.pi * (epoch - warmup) / span)) / 2
 
@@ -88,6 +109,9 @@ def train_method(model: nn.Module, trainset: TrainSet, opts: FitOptions,
     A method may define ``configure_optimizer(opts)``; the schedule scales each group's own initial lr.
     """
     device = resolve_device(opts.device)
+    check_schedule(opts.schedule)
+    if opts.epoch_steps is not None and opts.epoch_steps < 1:
+        raise SmieError(f"epoch_steps must be >= 1 or None, got {opts.epoch_steps}")
     model.to(device)
     data = trainset.to(device)
     N = data.visual.shape[0]
@@ -100,15 +124,20 @@ def train_method(model: nn.Module, trainset: TrainSet, opts: FitOptions,
         for group in opt.param_groups:
             group.setdefault("initial_lr", group["lr"])
     losses: list[float] = []
+    stream = _batch_stream(N, opts.batch_size, gen)
     for epoch in range(opts.epochs):
         model.train()
         if opt is not None:
             for group in opt.param_groups:
-                group["lr"] = group["initial_lr"] * lr_factor(epoch, opts.epochs, opts.warmup)
-        order = torch.randperm(N, generator=gen).to(device)
+                group["lr"] = group["initial_lr"] * lr_factor(epoch, opts.epochs, opts.warmup, opts.schedule)
+        if opts.epoch_steps is None:
+            order = torch.randperm(N, generator=gen).to(device)
+            batches = (order[start:start + opts.batch_size] for start in range(0, N, opts.batch_size))
+        else:
+            batches = (next(stream) for _ in range(opts.epoch_steps))
         total, steps = 0.0, 0
-        for start in range(0, N, opts.batch_size):
-            idx = order[start:start + opts.batch_size]
+        for idx in batches:
+            idx = idx.to(device)
             masked = None
             if data.masked is not None:
                 view = torch.randint(data.masked.shape[1], (len(idx),), generator=gen).to(device)
@@ -125,6 +154,15 @@ def train_method(model: nn.Module, trainset: TrainSet, opts: FitOptions,
     if opts.epochs == 0:
         _finish_epoch(model, data, -1, on_epoch)
     return losses
+
+
+def _batch_stream(N: int, batch_size: int, gen: torch.Generator):
+    """Endless index batches (B,) for ``epoch_steps`` epochs: full batches of each fresh permutation in turn (all N
+    rows when N < B)."""
+    while True:
+        order = torch.randperm(N, generator=gen)
+        for start in range(0, max(1, N - batch_size + 1), batch_size):
+            yield order[start:start + batch_size]
 
 
 def _finish_epoch(model, data: TrainSet, epoch: int, on_epoch) -> None:

@@ -6,7 +6,8 @@ Per split (docs/evaluation.md):
    every epoch score ZSL among the ``val_unseen`` classes on their (``seen_train``+``seen_val``) samples.
    The epoch (and, over a sweep, the setting) with the best validation top-1 is selected; the GZSL ``gamma``
    and gate threshold are chosen at that epoch on ``seen_val`` samples of the training classes plus the
-   ``val_unseen`` samples, over all seen classes.
+   ``val_unseen`` samples, over all seen classes; so is MSF's gate, for a method whose ``gate`` is ``"msf"``
+   (reported as ``gzsl.msf_gate``).
 2. *Final phase*: retrain on ``seen_train`` samples of all seen classes with the selected setting, and report
    the test numbers at the selected epoch, at the last epoch, and the best test epoch (the "oracle", as
    published numbers were obtained). Selection is finished before the final phase reads any test sample.
@@ -28,8 +29,8 @@ import torch
 
 from smie.features.store import SmieError
 from smie.pipeline.data.partitions import SEEN_TEST, SEEN_TRAIN, SEEN_VAL, UNSEEN_TEST, UNUSED, stratified_split
-from smie.pipeline.zsl.evaluate import (choose_gamma, choose_gate, gate_metrics, gzsl_metrics, select_epoch,
-                               zsl_metrics)
+from smie.pipeline.zsl.evaluate import (choose_gamma, choose_gate, fit_msf_gate, gate_metrics, gzsl_from_predictions,
+                                        gzsl_metrics, msf_gate_predict, select_epoch, softmax, zsl_metrics)
 from smie.pipeline.device import resolve_device
 from smie.pipeline.zsl.fit import FitOptions, TrainSet, train_method
 
@@ -118,7 +119,10 @@ def _rows(data: StageData, classes, codes) -> np.ndarray:
 
 def _first_eligible(opts: FitOptions) -> int:
     """First epoch that may be selected: after the warm-up (the official code only keeps epochs > 15 of its
-    15-epoch warm-up), or epoch 0 when the run is not longer than that."""
+    15-epoch warm-up), or epoch 0 when the run is not longer than that. A step-scheduled run without warm-up
+    (``epoch_steps``: the cycle methods, one epoch per cycle) may select any epoch, as their code keeps any cycle."""
+    if opts.epoch_steps is not None and opts.warmup == 0:
+        return 0
     return opts.warmup + 1 if opts.warmup + 1 < opts.epochs else 0
 
 
@@ -158,8 +162,11 @@ def _train_tracking(make_model, setting, data, train_classes, eval_rows, eval_cl
     return model, dict(curve=curve, per_class=per_class, losses=losses, kept=kept)
 
 
-def validate(make_model: Callable, setting: dict, data: StageData, split, opts: FitOptions, gzsl: bool) -> dict:
-    """Validation phase for one setting: selected epoch, its val ZSL accuracy, gamma and gate threshold."""
+def validate(make_model: Callable, setting: dict, data: StageData, split, opts: FitOptions, gzsl: bool,
+             view: str = "main") -> dict:
+    """Validation phase for one setting: selected epoch, its val ZSL accuracy, gamma and gate threshold; with a
+    method whose ``gate`` is ``"msf"``, MSF's gate fitted here too (``view``: whose features ``data`` holds,
+    ``main`` or ``validation``, which picks the backbone head of the seen expert)."""
     train_classes = [c for c in split.seen if c not in set(split.val_unseen)]
     val_classes = list(split.val_unseen)
     val_rows = _rows(data, val_classes, [SEEN_TRAIN, SEEN_VAL])
@@ -179,7 +186,37 @@ def validate(make_model: Callable, setting: dict, data: StageData, split, opts: 
         out.update(gamma=gamma, gate_threshold=threshold,
                    val_gzsl=dict(stacking=gzsl_metrics(scores, targets, seen_mask, gamma),
                                  gate=gate_metrics(scores, targets, seen_mask, threshold)))
+        if getattr(model, "gate", None) == "msf":
+            out["msf_gate"], out["val_gzsl"]["msf_gate"] = _fit_msf_gate(model, data, split, train_classes, val_rows,
+                                                                         view, opts)
     return out
+
+
+def _experts(model, data: StageData, rows, seen, unseen, view: str, device) -> tuple[np.ndarray, np.ndarray]:
+    """MSF's two experts on ``rows``: the method's softmax over the ``unseen`` classes only (N, Ku) and the
+    backbone head's temperature-scaled softmax over the ``seen`` classes (N, Ks)."""
+    return softmax(_scores(model, data, rows, list(unseen), device)), model.seen_expert(data.features[rows],
+                                                                                       list(seen), view)
+
+
+def _fit_msf_gate(model, data: StageData, split, train_classes, val_rows, view: str, opts) -> tuple[dict, dict]:
+    """MSF's gate (:func:`~smie.pipeline.zsl.evaluate.fit_msf_gate`) from the validation phase's GZSL rows only:
+    unseen = the ``val_unseen`` samples, seen = the ``seen_val`` samples of the training classes. k = the number
+    of unseen classes (the code's ``ss``; the smaller count when the validation phase has fewer). Returns the
+    gate and its S/U/H on those rows."""
+    device = resolve_device(opts.device)
+    val_classes, seen_rows = list(split.val_unseen), _rows(data, train_classes, [SEEN_VAL])
+    if len(seen_rows) == 0:
+        raise SmieError(f"split {split.id}: the MSF gate needs seen_val samples of the training classes")
+    k = min(len(split.unseen), len(val_classes), len(train_classes))
+    experts = [_experts(model, data, r, train_classes, val_classes, view, device) for r in (val_rows, seen_rows)]
+    gate = fit_msf_gate(*experts, k=k, temperature=float(model.gate_temperature), seed=opts.seed)
+    col = {c: i for i, c in enumerate(split.seen)}
+    pred = np.concatenate([msf_gate_predict(pu, ps, [col[c] for c in val_classes], [col[c] for c in train_classes],
+                                            gate) for pu, ps in experts])
+    targets = _targets(data, np.concatenate([val_rows, seen_rows]), list(split.seen))
+    metrics = gzsl_from_predictions(pred, targets, np.isin(list(split.seen), train_classes))
+    return gate, dict(metrics, **gate)
 
 
 def final_test(make_model: Callable, val: dict, data: StageData, split, opts: FitOptions, gzsl: bool) -> dict:
@@ -215,6 +252,12 @@ def final_test(make_model: Callable, val: dict, data: StageData, split, opts: Fi
                            uncalibrated=gzsl_metrics(g_scores, g_targets, seen_mask, 0.0),
                            stacking=gzsl_metrics(g_scores, g_targets, seen_mask, val["gamma"]),
                            gate=gate_metrics(g_scores, g_targets, seen_mask, val["gate_threshold"]))
+        if "msf_gate" in val:
+            gate = val["msf_gate"]
+            pu, ps = _experts(model, data, g_rows, split.seen, unseen, "main", device)
+            pred = msf_gate_predict(pu, ps, [cols.index(c) for c in unseen], [cols.index(c) for c in split.seen], gate)
+            out["gzsl"]["msf_gate"] = dict(gzsl_from_predictions(pred, g_targets, seen_mask),
+                                           **{key: gate[key] for key in ("k", "temperature", "threshold")})
     out["model"] = model
     return out
 
@@ -226,7 +269,9 @@ def run_protocol(make_model: Callable[..., torch.nn.Module], settings: list[dict
     run the final phase on ``data`` for every setting (for the sweep table; only the chosen one when
     ``sweep_test`` is False, the others' test columns NaN) and return the selected one's results with
     ``sweep`` rows for all."""
-    vals = [validate(make_model, s, data if val_data is None else val_data, split, opts, gzsl) for s in settings]
+    view = "main" if val_data is None else "validation"
+    vals = [validate(make_model, s, data if val_data is None else val_data, split, opts, gzsl, view)
+            for s in settings]
     chosen = int(np.argmax([v["val_acc"] for v in vals]))
     nan = dict(selected=dict(acc=float("nan")), last=dict(acc=float("nan")), oracle=dict(acc=float("nan")))
     tests = [final_test(make_model, v, data, split, opts, gzsl) if sweep_test or i == chosen else nan

@@ -31,6 +31,7 @@ WARMUP = {"beta": (0.25, 0, 93), "cross": (2.37, 21, 75), "distance": (8.13, 6, 
 class CADAVAE(LatentClassifierStage):
     default_epochs = 100
     default_lr = 1.5e-4
+    default_schedule = "constant"
 
     def __init__(self, visual_dim: int, sem_dim: int, latent: int = 64, visual_hidden: tuple[int, int] = (1560, 1660),
                  text_hidden: tuple[int, int] = (1450, 665), seen_per_class: int = 200, unseen_per_class: int = 400,

@@ -6,25 +6,37 @@ for classes that were seen in training and with latents synthesised from the cla
 classifies the mean latent of each visual feature. With only unseen classes this is SynSE's/MSF's ZSL
 classifier; with all classes it is CADA-VAE's GZSL classifier.
 Subclasses provide ``encode_visual(v (N, D)) -> (mu, logvar)`` and ``encode_text(s (K, E)) -> (mu, logvar)``.
+
+A subclass whose ``gate`` is ``"msf"`` gets MSF's GZSL gate from the protocol: its seen-class expert is the
+backbone's own classifier (:meth:`LatentClassifierStage.seen_expert`), from the heads that
+``smie.pipeline.zsl.baselines.run`` copies out of the visual cache into ``backbone_heads``.
 """
 from __future__ import annotations
 
 import hashlib
 
+import numpy as np
 import torch
 from torch import nn
 
+from smie.features.store import SmieError
 from smie.pipeline.zsl.baselines.vae import reparameterize, train_latent_classifier
+from smie.pipeline.zsl.evaluate import softmax
+
+GATES = (None, "msf")
 
 
 class LatentClassifierStage(nn.Module):
     """Base class; the numbers of latents per class and the classifier schedule are per-method constructor args.
 
     Scoring retrains the latent classifier, which costs far more than a training epoch, so the selection
-    protocol evaluates these methods every ``eval_every`` epochs (plus the last) instead of after each one.
+    protocol evaluates these methods every ``eval_every`` epochs (plus the last) instead of after each one; the
+    cycle methods (SynSE, MSF) set 1, since each of their loop epochs is a whole cycle.
     """
 
     eval_every = 5
+    gate: str | None = None
+    gate_temperature = 2.0
 
     def __init__(self, latent: int, seen_per_class: int, unseen_per_class: int, cls_epochs: int, cls_lr: float,
                  cls_batch: int, cls_relu: bool, seed: int, zsl_unseen_per_class: int | None = None):
@@ -39,6 +51,7 @@ class LatentClassifierStage(nn.Module):
         self.register_buffer("seen_y", torch.zeros(0, dtype=torch.long))
         self.register_buffer("seen_sem", torch.zeros(0, 0))
         self._classifiers: dict[str, nn.Module] = {}
+        self.backbone_heads: dict = {}
 
     def encode_visual(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
@@ -115,3 +128,23 @@ class LatentClassifierStage(nn.Module):
         mu, _ = self.encode_visual(visual)
         self.train(was)
         return torch.log_softmax(clf(mu), dim=1)
+
+    def seen_expert(self, visual: np.ndarray, classes: list[int], view: str) -> np.ndarray:
+        """MSF's seen-class expert: the backbone's own softmax over ``classes`` (Ks) at temperature
+        ``gate_temperature``, from its classifier head on the cached features ``visual`` (N, D) -> (N, Ks).
+
+        ``view`` says whose features they are (``main`` or ``validation``), each with its own backbone's head
+        (``backbone_heads[view]``, a :class:`smie.features.visual.BackboneHead`). The softmax covers ``classes``
+        only, so in the validation phase a main head is restricted to the phase's training classes.
+        """
+        head = self.backbone_heads.get(view)
+        if head is None:
+            raise SmieError(f"the MSF gate needs the {view} backbone's classifier head in the visual cache; "
+                            "re-run extract-visual with this smie version, or drop the option gate='msf'")
+        col = {c: i for i, c in enumerate(head.classes)}
+        missing = [int(c) for c in classes if int(c) not in col]
+        if missing:
+            raise SmieError(f"the {view} backbone's classifier head has no column for classes {missing[:10]}; the "
+                            "MSF gate needs every seen class of the split (use the visual cache's own split)")
+        idx = [col[int(c)] for c in classes]
+        return softmax(head.logits(visual)[:, idx], self.gate_temperature)

@@ -10,11 +10,14 @@ cross-reconstruction and KL terms follow the code's per-iteration schedule
 (:func:`smie.pipeline.zsl.baselines.vae.cycle_weights`). The ZSL classifier is a ``Linear + ReLU`` softmax trained for 300
 full-batch Adam steps (lr 1e-3) on 500 latents per class synthesised from the two text VAEs.
 GZSL: when the scored classes include seen ones, the classifier also takes 200 encoded training samples per seen
-class (CADA-VAE's recipe) and ``smie.pipeline.zsl.evaluate``'s gate (or calibrated stacking) splits seen from unseen; the
-authors gate between this ZSL classifier and the backbone's own seen-class softmax, which stage two does not
-have (the caches hold features, not the backbone's head).
-Defaults: latent 100 (the code's NTU-60 setting), 10 cycles of 1700 steps, Adam lr 1e-4. The code keeps the
-cycle with the best test accuracy; here selection is on validation.
+class (CADA-VAE's recipe) and ``smie.pipeline.zsl.evaluate``'s gate (or calibrated stacking) splits seen from unseen.
+The authors gate between this ZSL classifier and the backbone's own seen-class softmax with a logistic regression
+whose temperature and threshold they grid-search on a held-out fifth (``gating_synse_model_training.py``); that
+gate is MSF's (``msf --option gate='msf'``, with MSF's fixed T = 2 and threshold 0.5) and is not offered here.
+Defaults: latent 100 (the code's NTU-60 setting), 10 cycles of 1700 steps, Adam lr 1e-4 at a constant rate,
+batches of 64, as in the code; one loop epoch per cycle (``smie.pipeline.zsl.baselines.run``), so training stops
+after exactly 10 x 1700 steps and is evaluated at cycle ends. The code keeps the cycle with the best test
+accuracy; here selection is on validation.
 """
 from __future__ import annotations
 
@@ -36,13 +39,16 @@ def split_pos(class_sem: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 class SynSE(LatentClassifierStage):
     default_lr = 1e-4
+    default_batch_size = 64
+    default_schedule = "constant"
     default_cycles = 10
     default_cycle_length = 1700
     default_kinds = ("verb", "noun")
+    eval_every = 1
 
     def __init__(self, visual_dim: int, sem_dim: int, latent: int = 100, cycle_length: int = 1700, cycles: int = 10,
                  seen_per_class: int = 200, unseen_per_class: int = 500, cls_steps: int = 300, cls_lr: float = 1e-3,
-                 seed: int = 0):
+                 seed: int = 0, cycle_base: int | None = None):
         super().__init__(latent, seen_per_class, unseen_per_class, cls_steps, cls_lr, 0, True, seed)
         if sem_dim % 2 or latent % 2:
             raise SmieError(f"SynSE needs an even semantic width (verb + noun) and latent size; got {sem_dim}, "
@@ -50,8 +56,8 @@ class SynSE(LatentClassifierStage):
         self.config = dict(visual_dim=int(visual_dim), sem_dim=int(sem_dim), latent=int(latent),
                            cycle_length=int(cycle_length), cycles=int(cycles), seen_per_class=int(seen_per_class),
                            unseen_per_class=int(unseen_per_class), cls_steps=int(cls_steps), cls_lr=float(cls_lr),
-                           seed=int(seed))
-        self.cycle_length, self.cycles = int(cycle_length), int(cycles)
+                           seed=int(seed), cycle_base=None if cycle_base is None else int(cycle_base))
+        self.cycle_length, self.cycles, self.cycle_base = int(cycle_length), int(cycles), cycle_base
         half, E = latent // 2, sem_dim // 2
         self.enc_s = GaussianEncoder(visual_dim, latent)
         self.dec_s = decoder(latent, visual_dim, out_relu=True)
@@ -69,7 +75,7 @@ class SynSE(LatentClassifierStage):
         return torch.cat([mu_n, mu_v], 1), torch.cat([lv_n, lv_v], 1)
 
     def loss(self, batch) -> torch.Tensor:
-        w = cycle_weights(int(self.step), self.cycle_length)
+        w = cycle_weights(int(self.step), self.cycle_length, self.cycle_base)
         if self.training:
             self.step += 1
         half = self.latent // 2

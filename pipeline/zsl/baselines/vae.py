@@ -112,18 +112,22 @@ def train_latent_classifier(
     return clf
 
 
-def cycle_weights(step: int, cycle_length: int = 1700) -> dict[str, float]:
-    """The SynSE/MSF code's per-iteration schedule inside cycles of ``cycle_length`` steps (code: 1700).
+def cycle_weights(step: int, cycle_length: int = 1700, base: int | None = None) -> dict[str, float]:
+    """The SynSE/MSF code's per-iteration schedule inside cycles of ``cycle_length`` steps.
 
-    With ``e`` the step within cycle ``c`` and ``r = cycle_length / 1700``: visual KL weight
-    ``max(0.1 (e - 1000 r) / (3000 r), 0)``; every cross-reconstruction term weighs 1 once ``e > 1400 r``; the
-    text KL weights ``max(0.1 (e - 1400 r) / (3000 r), 0)`` only from the third cycle on (``c > 1``), as in the
-    code. ``r`` rescales the code's step counts when a shorter cycle is used (small data sets).
+    ``base`` is the cycle length the code's constants belong to (None: ``max(cycle_length, 1700)``). The code
+    uses KL start 1000 and divisor 3000 for any cycle, and a cross-reconstruction start ``x = 1400`` when the
+    cycle is 1700 steps (NTU-60), else ``x = 1500`` (NTU-120's 1900). With ``e`` the step within cycle ``c``
+    and ``r = cycle_length / base`` (1 unless the cycle was shortened for a small data set): visual KL weight
+    ``max(0.1 (e - 1000 r) / (3000 r), 0)``; every cross-reconstruction term weighs 1 once ``e > x r``; the
+    text KL weights ``max(0.1 (e - x r) / (3000 r), 0)`` only from the third cycle on (``c > 1``), as in the code.
     """
+    base = max(int(cycle_length), 1700) if base is None else int(base)
     c, e = divmod(int(step), max(1, int(cycle_length)))
-    r = cycle_length / 1700
+    r = cycle_length / base
+    x = 1400 if base == 1700 else 1500
     return {
         "kl_visual": max(0.1 * (e - 1000 * r) / (3000 * r), 0.0),
-        "cross": 1.0 if e > 1400 * r else 0.0,
-        "kl_text": max(0.1 * (e - 1400 * r) / (3000 * r), 0.0) * (1.0 if c > 1 else 0.0),
+        "cross": 1.0 if e > x * r else 0.0,
+        "kl_text": max(0.1 * (e - x * r) / (3000 * r), 0.0) * (1.0 if c > 1 else 0.0),
     }
