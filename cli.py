@@ -293,7 +293,7 @@ def embed_labels(**kw: Any) -> None:
 @click.option("--lam", multiple=True, callback=_floats((0.5,)),
               help="Temporal weight lambda; several values run a sweep. Default 0.5.")
 @click.option("--no-temporal", is_flag=True, help="Global MI only (no keyframe temporal constraint).")
-@click.option("--negatives", default="roll", type=click.Choice(["roll", "all", "all-diff-class"]), show_default=True,
+@click.option("--negatives", default="roll", type=click.Choice(["roll", "roll-diff-class", "all", "all-diff-class"]), show_default=True,
               help="roll: shift the batch by one (official code).")
 @options(lr_option(default=1e-5), epochs_option(default=100), batch_size_option())
 @click.option("--warmup", default=15, show_default=True, help="Linear warm-up epochs before the cosine schedule.")

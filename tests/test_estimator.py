@@ -145,7 +145,21 @@ def test_official_ranking_is_preserved():
 
 
 def test_invalid_options_are_user_errors():
-    with pytest.raises(SmieError, match="negatives must be one of roll, all, all-diff-class"):
+    with pytest.raises(SmieError, match="negatives must be one of roll, roll-diff-class, all, all-diff-class"):
         SMIEEstimator(4, 3, negatives="bad")
     with pytest.raises(SmieError, match="hidden"):
         SMIEEstimator(4, 3, hidden=(8, 6, 4))
+
+
+def test_roll_diff_class_negatives_never_pair_a_sample_with_its_own_class():
+    from smie.pipeline.zsl.estimator import next_other_class
+
+    labels = torch.tensor([0, 0, 1, 1, 1, 2, 0, 2])
+    idx = next_other_class(labels)
+    assert idx.tolist() == [2, 2, 5, 5, 5, 6, 7, 0]
+    assert (labels[idx] != labels).all()
+    assert next_other_class(torch.tensor([3, 3, 3])).tolist() == [1, 2, 0]
+    torch.manual_seed(0)
+    est = SMIEEstimator(8, 4, hidden=(16, 8), negatives="roll-diff-class")
+    mi, _ = est.mutual_information(torch.randn(8, 8), torch.randn(8, 4), labels)
+    assert torch.isfinite(mi)

@@ -11,7 +11,9 @@ Faithful to the official code (YujieOuO/SMIE, ``model.py`` and ``procedure.py``)
   view of the same sequence, the negatives unchanged (still drawn from the unmasked batch), and adds the hinge
   ``lam * max(0, alpha - (MI_global - MI_masked))`` to ``-MI_global``.
 
-Options beyond the code: ``negatives="all"`` (every off-diagonal pair of the batch) and
+Options beyond the code: ``negatives="roll-diff-class"`` (each sample's negative is the next sample of the
+shuffled batch whose class differs: the code's one negative per positive and its cost, without same-class
+negatives), ``negatives="all"`` (every off-diagonal pair of the batch) and
 ``negatives="all-diff-class"`` (only pairs whose classes differ, so a same-class pair is never a negative).
 Scores for inference are ``T(v, s)``; the official ``get_acc`` ranks ``-softplus(-T)``, a monotone transform,
 so the ranking (and every accuracy) is the same.
@@ -24,7 +26,7 @@ from torch import nn
 
 from smie.features.store import SmieError
 
-NEGATIVES = ("roll", "all", "all-diff-class")
+NEGATIVES = ("roll", "roll-diff-class", "all", "all-diff-class")
 
 
 def jsd_terms(t_pos: torch.Tensor, t_neg: torch.Tensor, neg_weight: torch.Tensor | None = None):
@@ -41,6 +43,17 @@ def jsd_terms(t_pos: torch.Tensor, t_neg: torch.Tensor, neg_weight: torch.Tensor
     total = neg_weight.sum()
     em = (sp * neg_weight).sum() / total.clamp(min=1)
     return ej, em
+
+
+def next_other_class(labels: torch.Tensor, reach: int = 32) -> torch.Tensor:
+    """For each row of ``labels`` (B,), the index of the next row (cyclically, at most ``reach`` ahead) of
+    another class; the next row when none is that close (a batch of one class has no true negative)."""
+    B = labels.shape[0]
+    rows = torch.arange(B, device=labels.device)
+    cand = (rows[:, None] + torch.arange(1, min(max(B - 1, 1), reach) + 1, device=labels.device)[None, :]) % B
+    diff = labels[cand] != labels[:, None]
+    first = diff.to(torch.int8).argmax(dim=1)
+    return torch.where(diff.any(dim=1), cand[rows, first], (rows + 1) % B)
 
 
 def temporal_hinge(mi_global: torch.Tensor, mi_masked: torch.Tensor, alpha: float, lam: float) -> torch.Tensor:
@@ -105,6 +118,8 @@ class SMIEEstimator(nn.Module):
         """Critic values of negative pairs and their 0/1 weights (None = all count)."""
         if self.negatives == "roll":
             return self.critic(torch.roll(v, shifts=-1, dims=0), s), None
+        if self.negatives == "roll-diff-class":
+            return self.critic(v[next_other_class(labels)], s), None
         t = self._pairwise(v, s)
         B = v.shape[0]
         weight = 1.0 - torch.eye(B, device=v.device, dtype=t.dtype)
