@@ -11,7 +11,7 @@ from smie.pipeline.tools.quickstart_stages import SIZES, default_split
 from smie.pipeline.tools.workdir import STATE_FILE
 
 STAGES = ("synthetic", "prepare", "pretrain-backbone", "extract-visual", "embed-labels", "fit-estimator",
-          "fit-baseline")
+          "fit-baseline", "fit-fusion")
 
 
 def _check_commands_parse(index: str) -> None:
@@ -54,7 +54,9 @@ def test_tiny_quickstart_runs_indexes_and_resumes(tmp_path):
 
     table_lines = first.table.splitlines()
     assert "ZSL acc" in table_lines[1] and "GZSL H" in table_lines[1]
-    assert [ln.split()[0] for ln in table_lines[2:]] == ["smie", "devise"]
+    assert [ln.split()[0] for ln in table_lines[2:6]] == ["smie", "devise", "smie-fusion", "chance"]
+    assert f"smie fit-baseline smie-fusion --visual {work / 'visual.h5'}" in index and "--option" in index
+    assert table_lines[5].split()[1] == "0.250"
     for method in ("smie", "devise"):
         assert 0.0 <= first.metrics[method]["zsl"] <= 1.0
         assert 0.0 <= first.metrics[method]["h"] <= 1.0

@@ -137,7 +137,7 @@ def quickstart(cfg: QuickstartConfig, echo=None) -> QuickstartResult:
     workdir.mkdir(parents=True, exist_ok=True)
     head, data_note = head_stages(cfg, workdir)
     state, fps, ran = read_state(workdir), {}, set()
-    with tqdm(total=len(head) + 5, desc="smie quickstart", unit="stage", disable=None) as bar:
+    with tqdm(total=len(head) + 6, desc="smie quickstart", unit="stage", disable=None) as bar:
         echo = echo or bar.write
         seconds = _run_stages(head, workdir, state, fps, ran, bar, echo)
         num_classes = len(read_skeleton_header(head[-1].outputs[0]).class_names)

@@ -37,6 +37,7 @@ class SMIEFusion(nn.Module):
     default_epochs = 100
     uses_masked = True
     default_kinds = ("label", "action", "motion")
+    kinds_if_available = True  # the description kinds the text cache lacks are left out (label alone = SMIE)
     settings_grid = tuple(dict(lr=lr, fusion=fusion) for lr in (1e-4, 1e-3) for fusion in FUSIONS)
     sweep_test = False
 

@@ -172,6 +172,11 @@ def fit_splits(cfg: BaselineConfig, epochs_scale: float = 1.0) -> FitResult:
     user = parse_options(cfg.options)
     _kwargs(cls, {}, user)
     kinds = method_kinds(cls, cfg.kinds)
+    if getattr(cls, "kinds_if_available", False) and tuple(cfg.kinds) == ("label",):
+        from smie.features.text import read_text
+
+        have = set(read_text(cfg.text).kinds)
+        kinds = tuple(k for k in kinds if k in have or k == kinds[0])
     head = read_visual_header(cfg.visual)
     base = cache_split(head)
     data_defaults = dict(getattr(cls, "defaults_by_classes", {}).get(len(head.class_names), {}))
