@@ -43,6 +43,7 @@ def main(argv=None) -> int:
     p.add_argument("--template-text", type=Path, default=None, help="text cache embedded with a label template")
     p.add_argument("--variants", nargs="*", default=list(VARIANTS))
     p.add_argument("--device", default="cpu")
+    p.add_argument("--max-folds", type=int, default=None, help="only the first N folds")
     args = p.parse_args(argv)
     from smie.features.store import SmieError
     from smie.pipeline.zsl.baselines.run import BaselineConfig, fit_splits
@@ -50,7 +51,8 @@ def main(argv=None) -> int:
     from smie.pipeline.zsl.stats import compare_methods, format_cell
 
     text = args.text or args.bench / "text.h5"
-    folds = sorted(d for d in args.bench.glob("fold*") if (d / "visual.h5").is_file())
+    folds = sorted((d for d in args.bench.glob("fold*") if (d / "visual.h5").is_file()),
+                   key=lambda d: int(d.name[4:]))[:args.max_folds]
     table: dict[str, list[float]] = {}
     val: dict[str, list[float]] = {}
     seconds: dict[str, float] = {}
