@@ -123,7 +123,7 @@ def run_benchmark(cfg: BenchmarkConfig, log=print) -> Path:
 
     from smie.features.skeletons import read_skeleton_header
     from smie.pipeline.semantic.embed import EmbedConfig, embed_labels
-    from smie.pipeline.zsl.compare import _methods
+    from smie.pipeline.zsl.compare import resolve_methods
 
     bad = sorted(set(cfg.protocols) - set(PROTOCOLS))
     if bad or not cfg.protocols:
@@ -134,7 +134,7 @@ def run_benchmark(cfg: BenchmarkConfig, log=print) -> Path:
     unseen = cfg.unseen or max(1, round(K / 4))
     if folds < 1 or cfg.seeds < 1 or not 0 < unseen < K - 1:
         raise SmieError(f"need folds >= 1, seeds >= 1 and 0 < unseen < {K - 1} (got {folds}, {cfg.seeds}, {unseen})")
-    methods = _methods(cfg.methods)
+    methods = resolve_methods(cfg.methods)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     text = cfg.text

@@ -59,7 +59,7 @@ class CompareConfig:
     val_features: str = "auto"
 
 
-def _methods(names) -> list[str]:
+def resolve_methods(names) -> list[str]:
     from smie.pipeline.zsl.baselines import METHODS
 
     out = list(METHODS) if "all" in names else list(names)
@@ -114,7 +114,7 @@ def compare(cfg: CompareConfig) -> Path:
     visuals = [Path(cfg.visual)] if isinstance(cfg.visual, (str, Path)) else [Path(v) for v in cfg.visual]
     if not visuals:
         raise SmieError("give at least one visual cache")
-    methods = _methods(cfg.methods)
+    methods = resolve_methods(cfg.methods)
     pairs = pair_caches(visuals, cfg.split)
     out = Path(cfg.out)
     rows, notes = [], {}
