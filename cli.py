@@ -131,11 +131,14 @@ def main() -> None:
 @click.option("--center", type=CENTERS, default="first", show_default=True,
               help="Centring: body-centre joint of the first valid frame (first), per frame as 2s-AGCN/CrossCLR "
                    "(frame), or none.")
-def prepare(**kw: Any) -> None:
-    """Read raw skeleton data into one canonical, checked skeleton cache."""
+@click.option("--workers", default=1, show_default=True, help="Reader processes (the cache is the same for any).")
+@click.option("--chunk-size", default=1024, show_default=True, help="Raw items per resumable chunk.")
+@no_resume_option()
+def prepare(no_resume: bool, **kw: Any) -> None:
+    """Read raw skeleton data into one canonical, checked skeleton cache (streamed, resumable)."""
     from smie.pipeline.data.prepare import PrepareConfig, prepare as run
 
-    res = run(PrepareConfig(**kw))
+    res = run(PrepareConfig(**kw, resume=not no_resume))
     for sample_id, reason in res.skipped:
         click.echo(f"skipped {sample_id}: {reason}")
     done(f"wrote {res.num_samples} samples of {res.num_classes} classes", res.path)

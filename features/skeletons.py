@@ -9,11 +9,12 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
 from smie.features.store import (
+    STR_DTYPE,
     CacheError,
     atomic_path,
     open_checked,
@@ -26,6 +27,7 @@ from smie.features.store import (
 
 ENCODING_TYPE = "smie.skeletons"
 SCHEMA_VERSION = 1
+WRITE_ROWS = 1024  # rows per HDF5 write; fixed, so equal inputs give equal bytes
 
 
 @dataclass(frozen=True)
@@ -74,29 +76,82 @@ class SkeletonSet:
 
 def write_skeletons(path: str | os.PathLike, sset: SkeletonSet, provenance: dict) -> None:
     """Write ``sset`` atomically to ``path`` (temporary file, then rename)."""
-    N, C, T, V, M = sset.data.shape
-    with atomic_path(path) as tmp:
-        import h5py
+    write_skeleton_stream(path, sset, sset.num_samples, [sset], provenance)
 
+
+def write_skeleton_stream(
+    path: str | os.PathLike, header: SkeletonSet, num_samples: int, chunks: Iterable[SkeletonSet], provenance: dict
+) -> None:
+    """Write a cache of ``num_samples`` rows from consecutive ``chunks`` atomically, one chunk in memory at a time.
+
+    ``header`` gives the class table, layout, data set, the per-sample shape (``header.data`` is (n, C, T, V, M),
+    n may be 0) and the meta columns (``header.meta`` keys; a chunk lacking a column gets -1 there). Each chunk is a
+    :class:`SkeletonSet` of n rows with data (n, C, T, V, M). The bytes depend only on the arguments: datasets are
+    created in a fixed order without timestamps (``track_times=False``).
+    """
+    import h5py
+
+    _, C, T, V, M = header.data.shape
+    N = int(num_samples)
+    with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             write_header(f, ENCODING_TYPE, SCHEMA_VERSION, provenance)
-            f.attrs["layout"] = sset.layout
-            f.attrs["dataset"] = sset.dataset
+            f.attrs["layout"] = header.layout
+            f.attrs["dataset"] = header.dataset
             f.attrs["num_frames"] = T
-            f.create_dataset(
-                "skeletons",
-                data=sset.data.astype(np.float32, copy=False),
-                chunks=(1, C, T, V, M) if N else None,
-                compression="gzip" if N else None,
-                compression_opts=1 if N else None,
-            )
-            f.create_dataset("labels", data=np.asarray(sset.labels, dtype=np.int64))
-            f.create_dataset("lengths", data=np.asarray(sset.lengths, dtype=np.int32))
-            write_strings(f, "sample_ids", sset.sample_ids)
-            write_strings(f, "class_names", sset.class_names)
+            big = dict(chunks=(1, C, T, V, M), compression="gzip", compression_opts=1) if N else {}
+            ds = f.create_dataset("skeletons", shape=(N, C, T, V, M), dtype=np.float32, track_times=False, **big)
+            cols = {name: f.create_dataset(name, shape=(N,), dtype=dt, track_times=False)
+                    for name, dt in (("labels", np.int64), ("lengths", np.int32), ("sample_ids", STR_DTYPE))}
+            write_strings(f, "class_names", header.class_names)
             g = f.create_group("meta")
-            for name, col in sset.meta.items():
-                g.create_dataset(name, data=np.asarray(col, dtype=np.int32))
+            meta = {name: g.create_dataset(name, shape=(N,), dtype=np.int32, track_times=False) for name in header.meta}
+            at = 0
+            for part in _reblock(chunks, WRITE_ROWS):
+                n = part.num_samples
+                if at + n > N or part.data.shape[1:] != (C, T, V, M):
+                    raise ValueError(f"chunk of shape {part.data.shape} does not fit rows {at}.. of {N}")
+                ds[at : at + n] = part.data.astype(np.float32, copy=False)
+                cols["labels"][at : at + n] = np.asarray(part.labels, dtype=np.int64)
+                cols["lengths"][at : at + n] = np.asarray(part.lengths, dtype=np.int32)
+                cols["sample_ids"][at : at + n] = np.asarray(list(part.sample_ids), dtype=object)
+                for name, col in meta.items():
+                    col[at : at + n] = np.asarray(part.meta.get(name, np.full(n, -1)), dtype=np.int32)
+                at += n
+            if at != N:
+                raise ValueError(f"chunks gave {at} rows, expected {N}")
+
+
+def _reblock(chunks: Iterable[SkeletonSet], rows: int) -> Iterator[SkeletonSet]:
+    """The rows of ``chunks`` regrouped into blocks of exactly ``rows`` (the last one shorter): the file's bytes
+    (string heap, chunk writes) then do not depend on how the caller happened to chunk its input."""
+    buf: list[SkeletonSet] = []
+    have = 0
+    for part in chunks:
+        if part.num_samples:
+            buf.append(part)
+            have += part.num_samples
+        while have >= rows:
+            whole = _concat(buf)
+            yield whole.subset(np.arange(rows))
+            rest = whole.subset(np.arange(rows, have))
+            buf, have = ([rest] if rest.num_samples else []), rest.num_samples
+    if have:
+        yield _concat(buf)
+
+
+def _concat(parts: list[SkeletonSet]) -> SkeletonSet:
+    if len(parts) == 1:
+        return parts[0]
+    cols = list(dict.fromkeys(k for p in parts for k in p.meta))
+    return dataclasses.replace(
+        parts[0],
+        data=np.concatenate([p.data for p in parts]),
+        labels=np.concatenate([p.labels for p in parts]),
+        lengths=np.concatenate([p.lengths for p in parts]),
+        sample_ids=tuple(i for p in parts for i in p.sample_ids),
+        meta={c: np.concatenate([p.meta.get(c, np.full(p.num_samples, -1, np.int32)) for p in parts]) for c in cols},
+    )
 
 
 def _read(path: str | os.PathLike, with_data: bool) -> SkeletonSet:

@@ -76,13 +76,17 @@ def _jsonable(obj: Any) -> Any:
 
 
 def provenance(config: Any = None, inputs: dict[str, str | os.PathLike] | None = None, **extra: Any) -> dict:
-    """What made an artifact: the config (a dataclass or dict), input file hashes, package versions, time.
+    """What made an artifact: the config (a dataclass or dict), input file hashes, package versions, time
+    (``created``: now, or ``SOURCE_DATE_EPOCH`` when that is set, for byte-reproducible artifacts).
 
     ``inputs`` maps a role (``"skeletons"``, ``"backbone"``) to a path; each is recorded with its SHA-256.
     ``extra`` adds free fields (encoder id, prompt hash, ...). Never pass secrets.
     """
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()  # reproducible builds: a fixed creation time
+    now = (_dt.datetime.fromtimestamp(int(epoch), _dt.timezone.utc) if epoch.isdigit()
+           else _dt.datetime.now(_dt.timezone.utc))
     rec: dict[str, Any] = {
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": now.isoformat(timespec="seconds"),
         "packages": package_versions(),
     }
     if config is not None:

@@ -1,31 +1,48 @@
 """``smie prepare``: read raw skeleton data in any supported format, preprocess, write the skeleton cache.
 
-Reading is lazy (one file or sample at a time) and each sequence is preprocessed as soon as it is read
-(:mod:`smie.pipeline.data.preprocess`), so only the fixed-length (N, C, T, V, M) result is held in memory. A sample
-that cannot be read or has no valid frame raises :class:`SmieError` naming its file, or with ``skip_bad`` is
-skipped and listed in the result and in the cache's provenance.
+Streaming: raw items (files, segments, array rows) are read and preprocessed
+(:mod:`smie.pipeline.data.preprocess`) ``chunk_size`` at a time, by ``workers`` processes when more than one
+(parsing text dominates); results come back in item order, so the cache does not depend on the worker count.
+Each finished chunk is appended to the resumable partial beside the target
+(:mod:`smie.pipeline.data.prepare_partial`); when every item is done the cache is written from the partial one
+chunk at a time into a temporary file and renamed onto the target. Peak memory is a few chunks of
+(chunk_size, C, T, V, M) float32 plus the per-sample ids, never the whole data set.
+
+A killed run resumes after its last finished chunk and writes the same bytes as an uninterrupted one (the
+provenance holds no timing; its ``created`` stamp honours ``SOURCE_DATE_EPOCH``). A partial made from other input
+bytes or settings is refused (``resume=False`` starts over). A sample that cannot be read or has no valid frame
+raises :class:`SmieError` naming its file (the partial is then deleted: the input has to change), or with
+``skip_bad`` is skipped and listed in the result and the cache's provenance. A failed write (disk full) keeps the
+partial, so a rerun continues.
 """
 from __future__ import annotations
 
 import hashlib
-import time
-from collections import Counter
+import json
+import multiprocessing
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from tqdm import tqdm
 
-from smie.features.skeletons import SkeletonSet, write_skeletons
+from smie.features.skeletons import SkeletonSet, write_skeleton_stream
 from smie.features.store import SmieError, file_sha256, provenance
 from smie.pipeline.data.layouts import get_layout
+from smie.pipeline.data.prepare_partial import Partial
 from smie.pipeline.data.preprocess import preprocess_sample
 from smie.pipeline.data.readers import open_raw
+
+TASK_ITEMS = 16  # raw items per worker task
+RUN_ONLY = ("workers", "chunk_size", "resume")  # settings that do not change the cache
 
 
 @dataclass(frozen=True)
 class PrepareConfig:
-    """What to read (``format``, ``input``, PKU-MMD ``labels``) and how to preprocess it into ``out``."""
+    """What to read (``format``, ``input``, PKU-MMD ``labels``) and how to preprocess it into ``out``;
+    ``workers`` reader processes, ``chunk_size`` raw items per resumable chunk."""
 
     format: str
     input: Path
@@ -36,6 +53,9 @@ class PrepareConfig:
     labels: Path | None = None
     skip_bad: bool = False
     center: str = "first"
+    workers: int = 1
+    chunk_size: int = 1024
+    resume: bool = True
 
 
 @dataclass(frozen=True)
@@ -59,55 +79,131 @@ def input_digest(*paths: Path | None) -> str:
     return h.hexdigest()
 
 
-def prepare(cfg: PrepareConfig) -> PrepareResult:
-    """Read ``cfg.input`` as ``cfg.format``, preprocess every sample, write ``cfg.out`` (an smie.skeletons cache)."""
-    if cfg.max_bodies < 1:
-        raise SmieError(f"max_bodies must be at least 1, got {cfg.max_bodies}")
-    started = time.time()
+def cache_settings(cfg: PrepareConfig) -> dict:
+    """The config fields the cache depends on (recorded in its provenance and in the resume key)."""
+    return {k: v for k, v in vars(cfg).items() if k not in RUN_ONLY}
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(cfg: PrepareConfig) -> None:
     source = open_raw(cfg.format, cfg.input, max_bodies=cfg.max_bodies, dataset=cfg.dataset, labels=cfg.labels)
-    layout = get_layout(source.layout)
-    skipped = list(source.skipped)
-    data, labels, lengths, ids, metas = [], [], [], [], []
-    for name, load in tqdm(source.items, desc=f"prepare {cfg.format}", unit="item", disable=None):
+    _WORKER.update(cfg=cfg, items=source.items, layout=get_layout(source.layout))
+
+
+def _load_items(span: tuple[int, int]) -> list[tuple[str, bool, object]]:
+    """Items ``start:stop`` -> per item ``(name, True, rows)`` or ``(name, False, message)``; rows are
+    ``(sample_id, label, valid length, x (C, num_frames, V, M) float32, meta)``."""
+    cfg, layout = _WORKER["cfg"], _WORKER["layout"]
+    out = []
+    for name, load in _WORKER["items"][span[0] : span[1]]:
         try:
-            done = []
+            rows = []
             for s in load():
                 x, length = preprocess_sample(s.data, layout, cfg.num_frames, cfg.center, where=s.source or s.sample_id)
-                done.append((s, x, length))
+                rows.append((s.sample_id, int(s.label), int(length), x, dict(s.meta)))
+            out.append((name, True, rows))
         except SmieError as exc:
-            if not cfg.skip_bad:
-                raise
-            skipped.append((name, str(exc)))
-            continue
-        for s, x, length in done:
-            data.append(x)
-            labels.append(s.label)
-            lengths.append(length)
-            ids.append(s.sample_id)
-            metas.append(s.meta)
-    if not data:
+            out.append((name, False, str(exc)))
+    return out
+
+
+def _tasks(start: int, stop: int) -> list[tuple[int, int]]:
+    return [(a, min(a + TASK_ITEMS, stop)) for a in range(start, stop, TASK_ITEMS)]
+
+
+def _chunks(cfg: PrepareConfig, n_items: int, start: int) -> Iterator[tuple[int, list]]:
+    """``(items_end, per-item results)`` of consecutive chunks from item ``start``, in item order; with workers,
+    the next chunk is parsed while the caller writes this one (two chunks in flight at most)."""
+    spans = [(a, min(a + cfg.chunk_size, n_items)) for a in range(start, n_items, cfg.chunk_size)]
+    if cfg.workers <= 1:
+        _init_worker(cfg)
+        for a, b in spans:
+            yield b, _load_items((a, b))
+        return
+    with multiprocessing.get_context("spawn").Pool(cfg.workers, _init_worker, (cfg,)) as pool:
+        jobs = deque()
+        for a, b in spans:
+            jobs.append((b, pool.map_async(_load_items, _tasks(a, b), chunksize=1)))
+            if len(jobs) == 2:
+                end, job = jobs.popleft()
+                yield end, [r for part in job.get() for r in part]
+        while jobs:
+            end, job = jobs.popleft()
+            yield end, [r for part in job.get() for r in part]
+
+
+def prepare(cfg: PrepareConfig) -> PrepareResult:
+    """Read ``cfg.input`` as ``cfg.format``, preprocess every sample, write ``cfg.out`` (an smie.skeletons cache)."""
+    if cfg.max_bodies < 1 or cfg.workers < 1 or cfg.chunk_size < 1:
+        raise SmieError(f"max_bodies, workers and chunk_size must be at least 1, got {cfg.max_bodies}, "
+                        f"{cfg.workers}, {cfg.chunk_size}")
+    source = open_raw(cfg.format, cfg.input, max_bodies=cfg.max_bodies, dataset=cfg.dataset, labels=cfg.labels)
+    layout = get_layout(source.layout)
+    settings = cache_settings(cfg)
+    digest = input_digest(cfg.input, cfg.labels)
+    key = hashlib.sha256(json.dumps([settings, digest], sort_keys=True, default=str).encode()).hexdigest()
+    part = Partial(cfg.out, key, resume=cfg.resume)
+    seen = set(part.sample_ids())
+    bar = tqdm(total=len(source.items), initial=part.items_done, desc=f"prepare {cfg.format}", unit="item",
+               disable=None)
+    try:
+        for end, results in _chunks(cfg, len(source.items), part.items_done):
+            rows, skipped = [], []
+            for name, ok, payload in results:
+                if not ok and not cfg.skip_bad:
+                    raise SmieError(payload)
+                (rows.extend if ok else skipped.append)(payload if ok else (name, payload))
+            dupes = sorted({r[0] for r in rows if r[0] in seen} | _repeats([r[0] for r in rows]))[:5]
+            if dupes:
+                raise SmieError(f"{cfg.input}: sample ids repeat ({', '.join(dupes)}); inputs overlap")
+            seen.update(r[0] for r in rows)
+            _write(part.path, lambda: part.append(rows, end, skipped))
+            bar.update(end - bar.n)
+    except WriteFailed:
+        raise
+    except SmieError:
+        part.remove()  # the input has to change before this can succeed; nothing to resume
+        raise
+    finally:
+        bar.close()
+    skipped = list(source.skipped) + part.skipped
+    if not part.rows:
+        part.remove()
         raise SmieError(f"{cfg.input}: no usable samples ({len(skipped)} skipped)")
-    if len(set(ids)) != len(ids):
-        dupes = sorted(i for i, n in Counter(ids).items() if n > 1)[:5]
-        raise SmieError(f"{cfg.input}: sample ids repeat ({', '.join(dupes)}); inputs overlap")
-    columns = list(dict.fromkeys(list(source.meta_columns) + [k for m in metas for k in m]))
-    meta = {c: np.array([m.get(c, -1) for m in metas], dtype=np.int32) for c in columns}
-    sset = SkeletonSet(
-        data=np.stack(data).astype(np.float32),
-        labels=np.asarray(labels, dtype=np.int64),
-        lengths=np.asarray(lengths, dtype=np.int32),
-        sample_ids=tuple(ids),
-        class_names=tuple(source.class_names),
-        layout=layout.name,
-        dataset=source.dataset,
-        meta=meta,
+    columns = list(dict.fromkeys(list(source.meta_columns) + part.columns))
+    header = SkeletonSet(
+        data=np.zeros((0, 3, cfg.num_frames, layout.num_joints, cfg.max_bodies), np.float32),
+        labels=np.zeros(0, np.int64), lengths=np.zeros(0, np.int32), sample_ids=(),
+        class_names=tuple(source.class_names), layout=layout.name, dataset=source.dataset,
+        meta={c: np.zeros(0, np.int32) for c in columns},
     )
     prov = provenance(
-        cfg,
-        input={"path": str(cfg.input), "labels": None if cfg.labels is None else str(cfg.labels),
-               "sha256": input_digest(cfg.input, cfg.labels)},
+        settings,
+        input={"path": str(cfg.input), "labels": None if cfg.labels is None else str(cfg.labels), "sha256": digest},
         skipped=[list(s) for s in skipped],
-        seconds=round(time.time() - started, 2),
     )
-    write_skeletons(cfg.out, sset, prov)
-    return PrepareResult(Path(cfg.out), sset.num_samples, len(sset.class_names), skipped)
+    _write(cfg.out, lambda: write_skeleton_stream(cfg.out, header, part.rows, part.iter_sets(header), prov))
+    n = part.rows
+    part.remove()
+    return PrepareResult(Path(cfg.out), n, len(source.class_names), skipped)
+
+
+def _repeats(ids: list[str]) -> set[str]:
+    seen: set[str] = set()
+    return {i for i in ids if i in seen or seen.add(i)}
+
+
+class WriteFailed(SmieError):
+    """Writing the partial or the cache failed (disk full, ...); the partial is kept for a rerun."""
+
+
+def _write(path: Path, write) -> None:
+    """Run ``write``; an OS error (disk full, no permission) becomes a :class:`SmieError` naming ``path``."""
+    try:
+        write()
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        raise WriteFailed(f"{path}: write failed ({why}); nothing was written under the final name, and a rerun "
+                        "resumes after the last finished chunk") from None

@@ -97,6 +97,37 @@ def select_bodies(data: np.ndarray, max_bodies: int) -> np.ndarray:
     return out
 
 
+_JOINT_LINE = "%.9g %.9g %.9g %.5g %.5g %.6g %.6g %.7g %.7g %.7g %.7g 2\n"
+
+
+def format_skeleton_file(data: np.ndarray) -> str:
+    """The ``.skeleton`` text of (3, T, 25, M) joints, the inverse of :func:`parse_skeleton_file`.
+
+    Per frame, the bodies listed are the slots that are non-zero in that frame, in slot order (so data whose
+    present bodies fill the first slots round-trips exactly, to float32 precision); depth/colour coordinates are a
+    pinhole projection of x y z, orientations a fixed unit quaternion, every joint tracked (state 2).
+    """
+    C, T, V, M = data.shape
+    block = _JOINT_LINE * V
+    out = [f"{T}\n"]
+    for t in range(T):
+        bodies = [m for m in range(M) if np.any(data[:, t, :, m])]
+        out.append(f"{len(bodies)}\n")
+        for m in bodies:
+            x, y, z = (data[c, t, :, m].astype(np.float64) for c in range(3))
+            zz = np.where(z > 0.1, z, 0.1)
+            cols = [x, y, z, 256 + 366 * x / zz, 212 - 366 * y / zz, 960 + 1066 * x / zz, 540 - 1066 * y / zz,
+                    np.full(V, 0.2), np.full(V, 0.1), np.full(V, 0.9), np.full(V, 0.3)]
+            out.append(f"{72057594037927936 + m} 0 1 1 1 1 0 0.1 0.1 2\n{V}\n")
+            out.append(block % tuple(np.stack(cols, axis=1).ravel()))
+    return "".join(out)
+
+
+def write_skeleton_file(path: Path, data: np.ndarray) -> None:
+    """Write (3, T, 25, M) joints as an NTU ``.skeleton`` file (see :func:`format_skeleton_file`)."""
+    Path(path).write_text(format_skeleton_file(data), encoding="ascii")
+
+
 def read_ntu(path: Path, *, max_bodies: int = 2, dataset: str | None = None, **_: object) -> RawSource:
     """A directory of ``.skeleton`` files (or one file) -> :class:`RawSource` (see the module docstring)."""
     files = list_files(Path(path), "*.skeleton", "NTU .skeleton")
