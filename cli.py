@@ -374,12 +374,12 @@ def fit_baseline(**kw: Any) -> None:
 @click.option("--no-gzsl", is_flag=True, help="Skip generalized ZSL.")
 @click.option("--epochs-scale", default=1.0, show_default=True, help="Scale every method's default epochs.")
 @options(batch_size_option(default=None, type=int, help="Default: each method's own (64 for synse, msf; else 128)."),
-         device_option(), val_features_option(), stats_options)
-def compare(no_gzsl: bool, **kw: Any) -> None:
-    """Run every method on identical cached inputs and write a paper-style comparison table."""
+         device_option(), val_features_option(), stats_options, no_resume_option())
+def compare(no_gzsl: bool, no_resume: bool, **kw: Any) -> None:
+    """Run every method on identical cached inputs and write a paper-style comparison table (resumable)."""
     from smie.pipeline.zsl.compare import CompareConfig, compare as run
 
-    done("comparison written", run(CompareConfig(gzsl=not no_gzsl, **kw)))
+    done("comparison written", run(CompareConfig(gzsl=not no_gzsl, resume=not no_resume, **kw)))
 
 
 @main.command()

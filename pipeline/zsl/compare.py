@@ -19,9 +19,15 @@ reference method (``reference``; default: the best mean) over the same runs, wit
 signed-rank test (or a paired bootstrap, ``test="bootstrap"``) and Holm's correction across methods
 (:mod:`smie.pipeline.zsl.stats`); ``*`` marks a difference significant at 5 % after correction. The chart's
 error bars are the same confidence intervals.
+
+Resuming: a finished run directory (``metrics.json`` present; directories are installed atomically) is reused,
+not rerun, when ``out/.compare-key`` says it was made under the same settings and cache bytes; a killed compare
+thus reruns only unfinished runs and writes the same tables (``runs.csv``'s ``seconds`` are the recorded ones,
+``out/.seconds.json``; only the wall-time note of ``table.md`` differs). ``resume=False`` reruns everything.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -29,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from smie.features.store import SmieError, atomic_path
+from smie.features.store import SmieError, atomic_path, file_sha256, to_json
 from smie.pipeline.zsl.report import metric
 
 METRICS = (("zsl", ("zsl", "selected", "acc")), ("zsl_last", ("zsl", "last", "acc")),
@@ -57,6 +63,18 @@ class CompareConfig:
     reference: str | None = None
     test: str = "wilcoxon"
     val_features: str = "auto"
+    resume: bool = True
+
+
+def compare_key(cfg: CompareConfig, visuals: list[Path]) -> str:
+    """What the runs depend on: the settings that reach a run, and the bytes of every cache."""
+    settings = {k: v for k, v in json.loads(to_json(cfg)).items() if k not in ("out", "reference", "test", "resume")}
+    files = [file_sha256(v) for v in visuals] + [file_sha256(cfg.text)]
+    return hashlib.sha256(json.dumps([settings, files], sort_keys=True).encode()).hexdigest()
+
+
+def _finished(run: Path, reuse: bool) -> bool:
+    return reuse and (run / "metrics.json").is_file() and (run / "config.json").is_file()
 
 
 def resolve_methods(names) -> list[str]:
@@ -117,26 +135,37 @@ def compare(cfg: CompareConfig) -> Path:
     methods = resolve_methods(cfg.methods)
     pairs = pair_caches(visuals, cfg.split)
     out = Path(cfg.out)
+    key, key_file, seconds_file = compare_key(cfg, visuals), out / ".compare-key", out / ".seconds.json"
+    reuse = cfg.resume and key_file.is_file() and key_file.read_text().strip() == key
+    times = json.loads(seconds_file.read_text()) if reuse and seconds_file.is_file() else {}
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(key_file) as tmp:
+        tmp.write_text(key + "\n")
     rows, notes = [], {}
     wall = time.perf_counter()
     for method in methods:
         for visual, spec, split in pairs:
             for seed in range(cfg.seeds):
-                run_cfg = BaselineConfig(method, visual, Path(cfg.text), out / "runs" / method / split_slug(split.id) /
-                                         f"seed{seed}", kinds=tuple(cfg.kinds), split=(spec,) if spec else (),
-                                         batch_size=cfg.batch_size, gzsl=cfg.gzsl, device=cfg.device, seed=seed,
-                                         val_features=cfg.val_features)
+                run = out / "runs" / method / split_slug(split.id) / f"seed{seed}"
+                run_cfg = BaselineConfig(method, visual, Path(cfg.text), run, kinds=tuple(cfg.kinds),
+                                         split=(spec,) if spec else (), batch_size=cfg.batch_size, gzsl=cfg.gzsl,
+                                         device=cfg.device, seed=seed, val_features=cfg.val_features)
                 start = time.perf_counter()
-                try:
-                    res = fit_splits(run_cfg, cfg.epochs_scale)
-                except SmieError as exc:
-                    if "has no kind" not in str(exc):
-                        raise
-                    notes[method] = str(exc)
-                    break
-                metrics = json.loads((res.out / "metrics.json").read_text())
-                used = json.loads((res.out / "config.json").read_text())
-                rows.append(dict(method=method, split=split.id, seed=seed, seconds=time.perf_counter() - start,
+                if not _finished(run, reuse):
+                    try:
+                        fit_splits(run_cfg, cfg.epochs_scale)
+                    except SmieError as exc:
+                        if "has no kind" not in str(exc):
+                            raise
+                        notes[method] = str(exc)
+                        break
+                    times[str(run.relative_to(out))] = time.perf_counter() - start
+                    with atomic_path(seconds_file) as tmp:
+                        tmp.write_text(json.dumps(times, sort_keys=True))
+                metrics = json.loads((run / "metrics.json").read_text())
+                used = json.loads((run / "config.json").read_text())
+                rows.append(dict(method=method, split=split.id, seed=seed,
+                                 seconds=times.get(str(run.relative_to(out)), float("nan")),
                                  kinds="+".join(used["kinds_used"]), epochs=used["epochs_used"],
                                  **{k: float(metric(metrics, p)) for k, p in METRICS}))
             if method in notes:
@@ -144,7 +173,6 @@ def compare(cfg: CompareConfig) -> Path:
     runs = pd.DataFrame(rows, columns=["method", "split", "seed", "seconds", "kinds", "epochs"] +
                         [k for k, _ in METRICS])
     table = summary_table(runs, methods, [s.id for _, _, s in pairs], notes, cfg.gzsl)
-    out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "runs.csv") as tmp:
         runs.to_csv(tmp, index=False)
     with atomic_path(out / "table.csv") as tmp:
