@@ -148,6 +148,9 @@ def open_checked(path: str | os.PathLike, encoding_type: str, schema_version: in
     try:
         f = h5py.File(p, mode)
     except OSError as exc:
+        if p.name.endswith(".partial"):
+            raise CacheError(p, "is the unfinished partial of an interrupted write (smie prepare or "
+                                "extract-visual), not a cache; rerun that command to finish it") from None
         raise CacheError(p, f"cannot be read as HDF5 ({exc})") from None
     try:
         check_header(f, p, encoding_type, schema_version)

@@ -120,3 +120,12 @@ def pad_bodies(data: np.ndarray, max_bodies: int) -> np.ndarray:
     out = np.zeros((C, T, V, max_bodies), np.float32)
     out[..., : min(M, max_bodies)] = data[..., :max_bodies]
     return out
+
+
+def numbers(row: list[str]) -> bool:
+    """Whether every field of a split text line parses as a float."""
+    try:
+        [float(v) for v in row]
+    except ValueError:
+        return False
+    return True

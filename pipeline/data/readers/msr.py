@@ -17,7 +17,7 @@ import numpy as np
 
 from smie.features.store import SmieError
 from smie.pipeline.data.classes import class_table
-from smie.pipeline.data.readers.base import RawSample, RawSource, list_files, pad_bodies
+from smie.pipeline.data.readers.base import RawSample, RawSource, list_files, numbers, pad_bodies
 
 MSR_JOINTS = 20
 MSR_NAME = re.compile(r"^a(\d\d)_s(\d\d)_e(\d\d)_skeleton3D$")
@@ -42,7 +42,8 @@ def parse_msr_file(path: Path) -> np.ndarray:
     try:
         arr = np.array(rows, dtype=np.float32)
     except ValueError:
-        raise SmieError(f"{path}: a line holds a value that is not a number") from None
+        lineno = next(i for i, r in enumerate(rows, start=1) if not numbers(r))
+        raise SmieError(f"{path}: line {lineno}: holds a value that is not a number") from None
     bad = np.flatnonzero(~np.isfinite(arr[:, :3]).all(axis=1))
     if bad.size:
         raise SmieError(f"{path}: line {bad[0] + 1}: contains non-finite values (NaN or inf)")

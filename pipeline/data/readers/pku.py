@@ -24,7 +24,7 @@ import numpy as np
 
 from smie.features.store import SmieError
 from smie.pipeline.data.classes import class_codes, class_table
-from smie.pipeline.data.readers.base import RawSample, RawSource, list_files
+from smie.pipeline.data.readers.base import RawSample, RawSource, list_files, numbers
 from smie.pipeline.data.readers.ntu import select_bodies
 
 VALUES_PER_FRAME = 150
@@ -48,7 +48,8 @@ def parse_pku_skeleton(path: Path) -> np.ndarray:
     try:
         arr = np.array(rows, dtype=np.float32)
     except ValueError:
-        raise SmieError(f"{path}: a line holds a value that is not a number") from None
+        lineno = next(i for i, r in enumerate(rows, start=1) if not numbers(r))
+        raise SmieError(f"{path}: line {lineno}: holds a value that is not a number") from None
     bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))
     if bad.size:
         raise SmieError(f"{path}: line {bad[0] + 1}: contains non-finite values (NaN or inf)")
