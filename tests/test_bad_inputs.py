@@ -125,7 +125,7 @@ def msr_tree(tmp_path: Path) -> tuple[Path, Path]:
     ("garbage", ("values, expected 4",)),
     ("nan", ("line 3", "non-finite")),
     ("zero-length", ("empty skeleton file",)),
-])
+], ids=["truncated", "garbage", "nan", "zero-length"])
 def test_bad_msr_file(tmp_path, kind, expect):
     d, f = msr_tree(tmp_path)
     lines = f.read_text().splitlines()
@@ -141,7 +141,7 @@ def test_bad_msr_file(tmp_path, kind, expect):
     ("garbage", ("line 6", "not a number")),
     ("wrong-joints", ("line 1", "20 joints", "expected 150")),
     ("inf", ("line 2", "non-finite")),
-])
+], ids=["truncated", "garbage", "wrong-joints", "inf"])
 def test_bad_pku_file(tmp_path, kind, expect):
     d, labels = tmp_path / "pku", tmp_path / "labels"
     d.mkdir(), labels.mkdir()
@@ -198,7 +198,7 @@ def npz_arrays(N: int = 3) -> dict:
     ("wrong-joints", ("layout kinect-v1-20 has 20 joints but data has V=25",)),
     ("nan", ("sample 1", "non-finite")),
     ("zero-length", ("sample 0", "length 0 is outside 1..6")),
-])
+], ids=["missing-keys", "label-length", "lengths-length", "wrong-joints", "nan", "zero-length"])
 def test_bad_npz(tmp_path, kind, expect):
     z = npz_arrays()
     if kind == "missing-keys":
@@ -327,7 +327,7 @@ def test_backbone_of_another_layout(tmp_path):
     ('{"class_id": 0, "label"', ("line 2", "not a json object")),
     ('[1, 2]', ("line 2", "expected a json object")),
     ('{"class_id": 0}', ("line 2", "missing field")),
-])
+], ids=["broken-json", "not-an-object", "missing-fields"])
 def test_descriptions_jsonl_with_a_broken_line(tmp_path, line, expect):
     from smie.prompts.descriptions import Description
 
