@@ -20,10 +20,9 @@ signed-rank test (or a paired bootstrap, ``test="bootstrap"``) and Holm's correc
 (:mod:`smie.pipeline.zsl.stats`); ``*`` marks a difference significant at 5 % after correction. The chart's
 error bars are the same confidence intervals.
 
-Resuming: a finished run directory (``metrics.json`` present; directories are installed atomically) is reused,
-not rerun, when ``out/.compare-key`` says it was made under the same settings and cache bytes; a killed compare
-thus reruns only unfinished runs and writes the same tables (``runs.csv``'s ``seconds`` are the recorded ones,
-``out/.seconds.json``; only the wall-time note of ``table.md`` differs). ``resume=False`` reruns everything.
+Resuming: a finished run directory (``metrics.json``; installed atomically) is reused when ``out/.compare-key``
+matches the settings and cache bytes, so a killed compare reruns only unfinished runs and writes the same tables
+(recorded ``seconds`` in ``out/.seconds.json``; only ``table.md``'s wall time differs). ``resume=False`` reruns all.
 """
 from __future__ import annotations
 
@@ -69,12 +68,7 @@ class CompareConfig:
 def compare_key(cfg: CompareConfig, visuals: list[Path]) -> str:
     """What the runs depend on: the settings that reach a run, and the bytes of every cache."""
     settings = {k: v for k, v in json.loads(to_json(cfg)).items() if k not in ("out", "reference", "test", "resume")}
-    files = [file_sha256(v) for v in visuals] + [file_sha256(cfg.text)]
-    return hashlib.sha256(json.dumps([settings, files], sort_keys=True).encode()).hexdigest()
-
-
-def _finished(run: Path, reuse: bool) -> bool:
-    return reuse and (run / "metrics.json").is_file() and (run / "config.json").is_file()
+    return hashlib.sha256(to_json([settings, [file_sha256(v) for v in [*visuals, cfg.text]]]).encode()).hexdigest()
 
 
 def resolve_methods(names) -> list[str]:
@@ -150,8 +144,8 @@ def compare(cfg: CompareConfig) -> Path:
                 run_cfg = BaselineConfig(method, visual, Path(cfg.text), run, kinds=tuple(cfg.kinds),
                                          split=(spec,) if spec else (), batch_size=cfg.batch_size, gzsl=cfg.gzsl,
                                          device=cfg.device, seed=seed, val_features=cfg.val_features)
-                start = time.perf_counter()
-                if not _finished(run, reuse):
+                start, rel = time.perf_counter(), str(run.relative_to(out))
+                if not (reuse and (run / "metrics.json").is_file() and (run / "config.json").is_file()):
                     try:
                         fit_splits(run_cfg, cfg.epochs_scale)
                     except SmieError as exc:
@@ -159,13 +153,12 @@ def compare(cfg: CompareConfig) -> Path:
                             raise
                         notes[method] = str(exc)
                         break
-                    times[str(run.relative_to(out))] = time.perf_counter() - start
+                    times[rel] = time.perf_counter() - start
                     with atomic_path(seconds_file) as tmp:
                         tmp.write_text(json.dumps(times, sort_keys=True))
                 metrics = json.loads((run / "metrics.json").read_text())
                 used = json.loads((run / "config.json").read_text())
-                rows.append(dict(method=method, split=split.id, seed=seed,
-                                 seconds=times.get(str(run.relative_to(out)), float("nan")),
+                rows.append(dict(method=method, split=split.id, seed=seed, seconds=times.get(rel, float("nan")),
                                  kinds="+".join(used["kinds_used"]), epochs=used["epochs_used"],
                                  **{k: float(metric(metrics, p)) for k, p in METRICS}))
             if method in notes:
