@@ -113,12 +113,13 @@ def _tasks(start: int, stop: int) -> list[tuple[int, int]]:
     return [(a, min(a + TASK_ITEMS, stop)) for a in range(start, stop, TASK_ITEMS)]
 
 
-def _chunks(cfg: PrepareConfig, n_items: int, start: int) -> Iterator[tuple[int, list]]:
+def _chunks(cfg: PrepareConfig, source, start: int) -> Iterator[tuple[int, list]]:
     """``(items_end, per-item results)`` of consecutive chunks from item ``start``, in item order; with workers,
     the next chunk is parsed while the caller writes this one (two chunks in flight at most)."""
+    n_items = len(source.items)
     spans = [(a, min(a + cfg.chunk_size, n_items)) for a in range(start, n_items, cfg.chunk_size)]
     if cfg.workers <= 1:
-        _init_worker(cfg)
+        _WORKER.update(cfg=cfg, items=source.items, layout=get_layout(source.layout))
         for a, b in spans:
             yield b, _load_items((a, b))
         return
@@ -149,7 +150,7 @@ def prepare(cfg: PrepareConfig) -> PrepareResult:
     bar = tqdm(total=len(source.items), initial=part.items_done, desc=f"prepare {cfg.format}", unit="item",
                disable=None)
     try:
-        for end, results in _chunks(cfg, len(source.items), part.items_done):
+        for end, results in _chunks(cfg, source, part.items_done):
             rows, skipped = [], []
             for name, ok, payload in results:
                 if not ok and not cfg.skip_bad:
