@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import json
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -152,6 +153,7 @@ def _metrics(split, res: dict, counts: dict) -> dict:
                sweep=res["sweep"])
     if "gzsl" in tst:
         out["gzsl"] = tst["gzsl"]
+    out["timing"] = {k: round(v, 4) for k, v in res.get("timing", {}).items()}
     return out
 
 
@@ -216,7 +218,9 @@ def run_stage_two(config, *, method: str, model_factory, settings: list[dict], v
     width); ``settings`` (JSON-able dicts) are swept and selected on validation; ``config`` (a dataclass or
     dict) is recorded in ``config.json``. Shared by ``smie fit-estimator`` and ``smie fit-baseline``.
     """
+    started = time.perf_counter()
     vc, tc, class_sem = load_caches(Path(visual), Path(text), kinds, combine)
+    read_seconds = time.perf_counter() - started
     base = cache_split(vc)
     splits = [s for spec in split for s in resolve_splits(spec, len(vc.class_names))] or [base]
     has_views = vc.masked.ndim == 3 and vc.masked.shape[1] > 0
@@ -244,6 +248,7 @@ def run_stage_two(config, *, method: str, model_factory, settings: list[dict], v
             metrics["selection"].update(validation_features=selection["features"],
                                         optimistic=selection["optimistic"])
             metrics["method"] = method
+            metrics["timing"]["read_caches"] = round(read_seconds, 4)
             tst = res["test"]
             model = tst["model"]
             info = dict(kinds=list(kinds), combine=combine, text_encoder=tc.encoder,
