@@ -79,6 +79,9 @@ def predict(as_json: bool, **kw: Any) -> None:
 @click.option("--epochs-scale", default=1.0, show_default=True, help="Scale every method's default epochs.")
 @options(batch_size_option(default=None, type=int, help="Default: each method's own (64 for synse, msf; else 128)."),
          device_option(), val_features_option(), stats_options)
+@click.option("--jobs", type=int, default=None,
+              help="Runs in parallel, one process and torch thread each (default: the CPU cores; 1 on a GPU). "
+                   "Results do not depend on it.")
 def compare(no_gzsl: bool, **kw: Any) -> None:
     """Run every method on identical cached inputs and write a paper-style comparison table."""
     from smie.pipeline.zsl.compare import CompareConfig, compare as run

@@ -23,6 +23,7 @@ error bars are the same confidence intervals.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,7 @@ class CompareConfig:
     reference: str | None = None
     test: str = "wilcoxon"
     val_features: str = "auto"
+    jobs: int | None = None
 
 
 def resolve_methods(names) -> list[str]:
@@ -94,6 +96,65 @@ def pair_caches(visuals: list[Path], specs: tuple[str, ...]) -> list[tuple[Path,
     return [(v, spec, s) for v, (spec, s) in zip(visuals, splits)]
 
 
+def grid_jobs(jobs: int | None, device: str, n_runs: int) -> int:
+    """Worker processes for a grid: ``jobs``, or by default the CPU cores this process may use (one on a GPU,
+    which the runs would share), never more than the runs."""
+    if jobs is not None and jobs < 1:
+        raise SmieError(f"--jobs must be >= 1, got {jobs}")
+    if jobs is None:
+        jobs = 1 if device not in ("auto", "cpu") or _has_cuda(device) else len(os.sched_getaffinity(0))
+    return max(1, min(jobs, n_runs))
+
+
+def _has_cuda(device: str) -> bool:
+    from smie.pipeline.device import resolve_device
+
+    return resolve_device(device).type != "cpu"
+
+
+def run_grid(tasks: list[tuple], jobs: int) -> list[dict]:
+    """Results of :func:`run_one` for every task, in task order, on ``jobs`` worker processes (spawned, one
+    torch thread each) or in this process when ``jobs == 1``. Every run trains with one torch thread either
+    way, so the numbers do not depend on ``jobs``."""
+    if jobs == 1:
+        return [run_one(*task) for task in tasks]
+    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing
+
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(run_one, *zip(*tasks)))
+
+
+def run_one(cfg: CompareConfig, method: str, visual: Path, spec: str | None, split_id: str, seed: int) -> dict:
+    """One (method, split, seed) run of the grid as a ``runs.csv`` row, or ``{"note": why}`` when the text cache
+    lacks the method's semantic kinds."""
+    import torch
+
+    from smie.pipeline.zsl.baselines.run import BaselineConfig, fit_splits
+    from smie.pipeline.zsl.experiment import split_slug
+
+    run_cfg = BaselineConfig(method, visual, Path(cfg.text), Path(cfg.out) / "runs" / method / split_slug(split_id)
+                             / f"seed{seed}", kinds=tuple(cfg.kinds), split=(spec,) if spec else (),
+                             batch_size=cfg.batch_size, gzsl=cfg.gzsl, device=cfg.device, seed=seed,
+                             val_features=cfg.val_features)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    try:
+        res = fit_splits(run_cfg, cfg.epochs_scale)
+    except SmieError as exc:
+        if "has no kind" not in str(exc):
+            raise
+        return {"note": str(exc)}
+    finally:
+        torch.set_num_threads(threads)
+    metrics = json.loads((res.out / "metrics.json").read_text())
+    used = json.loads((res.out / "config.json").read_text())
+    return dict(method=method, split=split_id, seed=seed, seconds=time.perf_counter() - start,
+                kinds="+".join(used["kinds_used"]), epochs=used["epochs_used"],
+                **{k: float(metric(metrics, p)) for k, p in METRICS})
+
+
 def _cell(values) -> str:
     v = np.asarray(values, dtype=float)
     if not np.isfinite(v).any():
@@ -106,9 +167,6 @@ def compare(cfg: CompareConfig) -> Path:
     the markdown table's path."""
     import pandas as pd
 
-    from smie.pipeline.zsl.baselines.run import BaselineConfig, fit_splits
-    from smie.pipeline.zsl.experiment import split_slug
-
     if cfg.seeds < 1:
         raise SmieError("--seeds must be >= 1")
     visuals = [Path(cfg.visual)] if isinstance(cfg.visual, (str, Path)) else [Path(v) for v in cfg.visual]
@@ -117,30 +175,14 @@ def compare(cfg: CompareConfig) -> Path:
     methods = resolve_methods(cfg.methods)
     pairs = pair_caches(visuals, cfg.split)
     out = Path(cfg.out)
-    rows, notes = [], {}
+    items = [(method, visual, spec, split.id, seed) for visual, spec, split in pairs for method in methods
+             for seed in range(cfg.seeds)]
     wall = time.perf_counter()
-    for method in methods:
-        for visual, spec, split in pairs:
-            for seed in range(cfg.seeds):
-                run_cfg = BaselineConfig(method, visual, Path(cfg.text), out / "runs" / method / split_slug(split.id) /
-                                         f"seed{seed}", kinds=tuple(cfg.kinds), split=(spec,) if spec else (),
-                                         batch_size=cfg.batch_size, gzsl=cfg.gzsl, device=cfg.device, seed=seed,
-                                         val_features=cfg.val_features)
-                start = time.perf_counter()
-                try:
-                    res = fit_splits(run_cfg, cfg.epochs_scale)
-                except SmieError as exc:
-                    if "has no kind" not in str(exc):
-                        raise
-                    notes[method] = str(exc)
-                    break
-                metrics = json.loads((res.out / "metrics.json").read_text())
-                used = json.loads((res.out / "config.json").read_text())
-                rows.append(dict(method=method, split=split.id, seed=seed, seconds=time.perf_counter() - start,
-                                 kinds="+".join(used["kinds_used"]), epochs=used["epochs_used"],
-                                 **{k: float(metric(metrics, p)) for k, p in METRICS}))
-            if method in notes:
-                break
+    done = run_grid([(cfg, *item) for item in items], grid_jobs(cfg.jobs, cfg.device, len(items)))
+    notes = {item[0]: res["note"] for item, res in zip(items, done) if "note" in res}
+    order = {m: i for i, m in enumerate(methods)}
+    rows = sorted((res for res in done if "note" not in res),
+                  key=lambda r: (order[r["method"]], [s.id for _, _, s in pairs].index(r["split"]), r["seed"]))
     runs = pd.DataFrame(rows, columns=["method", "split", "seed", "seconds", "kinds", "epochs"] +
                         [k for k, _ in METRICS])
     table = summary_table(runs, methods, [s.id for _, _, s in pairs], notes, cfg.gzsl)

@@ -95,10 +95,16 @@ def lr_factor(epoch: int, epochs: int, warmup: int, schedule: str = "cosine") ->
     return (1 + math.cos(math.pi * (epoch - warmup) / span)) / 2
 
 
+def adam(params, **kwargs) -> torch.optim.Adam:
+    """``torch.optim.Adam`` with its fused kernel (the same update in one pass over each tensor instead of a
+    dozen; a tenth of an SMIE step's time on CPU). Stage-two methods build their optimisers with it."""
+    return torch.optim.Adam(params, fused=True, **kwargs)
+
+
 def _optimizer(model: nn.Module, opts: FitOptions) -> torch.optim.Optimizer:
     if hasattr(model, "configure_optimizer"):
         return model.configure_optimizer(opts)
-    return torch.optim.Adam(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
+    return adam(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
 
 
 def train_method(model: nn.Module, trainset: TrainSet, opts: FitOptions,
