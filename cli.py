@@ -98,6 +98,10 @@ def done(message: str, path: Any) -> None:
 class SmieGroup(click.Group):
     """Turns the pipeline's user-facing errors (``SmieError``) into clean ``click`` errors, no traceback."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["smie.command"] = ["smie", *args]  # the command line, recorded in pictures' provenance
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -341,6 +345,51 @@ def predict(as_json: bool, **kw: Any) -> None:
     from smie.pipeline.tools.predict import PredictConfig, format_predictions, predict as run
 
     click.echo(format_predictions(run(PredictConfig(**kw)), as_json))
+
+
+@main.command()
+@click.argument("source", type=ExistingPath)
+@out_option(help="Picture to write: .gif (animated), .mp4 (animated, needs ffmpeg) or .png (one frame).")
+@click.option("--index", multiple=True, type=int, help="Sample row (0-based); repeatable.")
+@click.option("--sample", multiple=True, help="Sample id; repeatable.")
+@click.option("--class", "classes", multiple=True, help="Class name (its first sample); repeatable.")
+@click.option("--grid", is_flag=True, help="One sample per class, as small multiples.")
+@click.option("--format", default=None, help="Format of a raw SOURCE (inferred from the name when omitted).")
+@click.option("--frames", type=int, default=None, help="Frames of raw sequences after resampling (default 50).")
+@click.option("--center", type=CENTERS, default=None, help="Centring of raw sequences (default first).")
+@click.option("--masking", default=None, type=click.Choice(["official", "paper"]),
+              help="Mark the frames this keyframe masking drops (see extract-visual).")
+@options(click.option("--keyframes", default=15, show_default=True), click.option("--random-drop", default=15,
+         show_default=True), seed_option(help="Seed of the official masking's random drops."))
+@click.option("--run", type=ExistingPath, default=None, help="Run directory: add its ZSL label ranking.")
+@visual_option(required=False, default=None, help="Visual cache holding the samples' features (for --run).")
+@click.option("--backbone", type=ExistingPath, default=None, help="Or: embed the samples with this backbone.")
+@click.option("--top-k", default=5, show_default=True)
+@click.option("--frame", type=int, default=None, help="Frame of a .png (0-based; default the middle one).")
+@click.option("--fps", default=10, show_default=True)
+@options(click.option("--elev", default=12.0, show_default=True), click.option("--azim", default=-60.0,
+         show_default=True, help="View angles in degrees (azim -90, elev 0: from the camera)."))
+def show(**kw: Any) -> None:
+    """Animate skeleton sequences from a skeleton cache or a raw file (GIF, MP4) or draw one frame (PNG)."""
+    from smie.pipeline.tools.show import ShowConfig, show as run
+
+    done("wrote", run(ShowConfig(**kw)))
+
+
+@main.command("show-features")
+@click.argument("visual", type=ExistingPath)
+@out_option(help="PNG to write.")
+@click.option("--method", default="pca", type=click.Choice(["pca", "tsne"]), show_default=True,
+              help="2-D embedding (tsne needs scikit-learn).")
+@click.option("--text", type=ExistingPath, default=None, help="Text cache: place the class semantics too.")
+@options(kinds_option(), combine_option())
+@click.option("--max-points", default=3000, show_default=True, help="Samples drawn, evenly per class.")
+@seed_option()
+def show_features(**kw: Any) -> None:
+    """2-D map (PCA or t-SNE) of a visual cache's features, seen and unseen classes marked."""
+    from smie.pipeline.tools.show_features import ShowFeaturesConfig, show_features as run
+
+    done("wrote", run(ShowFeaturesConfig(**kw)))
 
 
 @main.command("fit-baseline")
