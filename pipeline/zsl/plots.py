@@ -127,15 +127,21 @@ def write_sidecar(path: str | os.PathLike, prov: dict) -> Path:
     return side
 
 
-def curves_png(path: str | os.PathLike, metrics: dict, title: str = "", prov: dict | None = None) -> None:
+def curves_png(path: str | os.PathLike, metrics: dict, title: str = "", prov: dict | None = None,
+               first_eligible: int = 0) -> None:
     """Per-epoch ZSL top-1 of a run (``metrics.json``'s ``curves``): the validation phase's accuracy on the
     ``val_unseen`` classes and the final phase's test accuracy on the unseen classes, the epoch selected on
     validation marked on both, and the best *test* epoch (the oracle, not a valid estimate) marked apart; below,
-    both phases' training losses. Epochs that were not evaluated are NaN and left as gaps."""
+    both phases' training losses. Epochs that were not evaluated are NaN and left as gaps; epochs before
+    ``first_eligible`` (the warm-up, which neither selection nor the oracle may pick) are shaded."""
     plt = _pyplot()
     curves, zsl = metrics.get("curves") or {}, metrics.get("zsl") or {}
     val, test = (np.asarray(curves.get(k) or [], dtype=float) for k in ("val_acc", "test_acc"))
     fig, (ax, lax) = plt.subplots(2, 1, figsize=(7, 5.2), sharex=True, gridspec_kw=dict(height_ratios=[3, 1.3]))
+    if first_eligible > 0:
+        for a in (ax, lax):
+            a.axvspan(-0.5, first_eligible - 0.5, color="0.85", alpha=0.5, lw=0,
+                      label="warm-up: never selected" if a is ax else None)
     ax.plot(np.arange(len(val)), val, ".-", color="tab:blue", ms=3, label="validation phase: val_unseen ZSL top-1")
     ax.plot(np.arange(len(test)), test, ".-", color="tab:green", ms=3, label="final phase: unseen test ZSL top-1")
     sel = (zsl.get("selected") or {}).get("epoch")

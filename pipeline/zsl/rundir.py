@@ -86,8 +86,10 @@ def write_run(out: str | os.PathLike, *, method: str, config: dict, metrics: dic
         if (metrics.get("curves") or {}).get("test_acc"):
             prov = picture_provenance({}, run=str(out))
             prov["inputs"] = (config.get("provenance") or {}).get("inputs") or {}  # hashed when the run started
+            warmup, epochs = config.get("warmup"), config.get("epochs")  # protocol._first_eligible's rule
+            first = warmup + 1 if isinstance(warmup, int) and isinstance(epochs, int) and 0 < warmup < epochs - 1 else 0
             curves_png(tmp / "curves.png", metrics, f"{method} {info.get('split', {}).get('id', '')}: ZSL top-1 "
-                       "per epoch", prov)
+                       "per epoch", prov, first_eligible=first)
         install_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
