@@ -98,7 +98,7 @@ def test_png_still_grid_records_its_provenance(data):
     img = Image.open(out)
     nonwhite, coloured = _drawn(img)
     assert nonwhite > 0.01 and coloured > 0.002
-    assert img.size == (2 * 320, 2 * 400 + 35)  # 2 x 2 panels of 3.2 x 4.0 in at 100 dpi, 0.35 in of title
+    assert img.size == (4 * 320, 400 + 35)  # one row of 4 panels of 3.2 x 4.0 in at 100 dpi, 0.35 in of title
     prov = json.loads(img.text["smie-provenance"])
     assert prov["command"].startswith("smie show ") and "--grid" in prov["command"]
     assert prov["config"]["masking"] == "paper" and prov["inputs"]["source"]["path"] == str(data["h5"])

@@ -150,8 +150,8 @@ class SkeletonPanel:
 
 
 def layout_grid(n: int) -> tuple[int, int]:
-    """(rows, cols) for ``n`` panels: near square, at most 6 columns."""
-    cols = min(n, 6, int(np.ceil(np.sqrt(n))))
+    """(rows, cols) for ``n`` panels: one row up to 4, else near square with at most 6 columns."""
+    cols = n if n <= 4 else min(6, int(np.ceil(np.sqrt(n))))
     return int(np.ceil(n / cols)), cols
 
 
@@ -168,7 +168,7 @@ def make_figure(panels: list[PanelData], layout: Layout, elev: float, azim: floa
     height = (3.4 + extra) * rows + (0.35 if title else 0)
     fig = plt.figure(figsize=(3.2 * cols, height))
     gs = fig.add_gridspec(rows, cols, left=0.04, right=0.97, bottom=0.3 / height,
-                          top=1 - (0.8 if title else 0.5) / height,
+                          top=1 - (0.95 if title else 0.5) / height,
                           wspace=0.25 if any(p.ranking for p in panels) else 0.05, hspace=0.25)
     drawn = [SkeletonPanel(fig, gs[i // cols, i % cols], p, layout, elev, azim) for i, p in enumerate(panels)]
     if title:
