@@ -26,6 +26,10 @@ from smie.pipeline.tools.commands import TOOL_COMMANDS
 class SmieGroup(click.Group):
     """Turns the pipeline's user-facing errors (``SmieError``) into clean ``click`` errors, no traceback."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["smie.command"] = ["smie", *args]  # the command line, recorded in pictures' provenance
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)

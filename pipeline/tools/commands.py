@@ -1,6 +1,7 @@
-"""The ``smie`` commands around the two stages: quickstart, compare, benchmark, report, predict, inspect, splits,
-synthetic. Thin, like ``cli.py``, which registers them on the ``smie`` group (``TOOL_COMMANDS``): each parses its
-options, builds its step's frozen config, lazily imports one pipeline function and prints where the result went.
+"""The ``smie`` commands around the two stages: quickstart, compare, benchmark, report, predict, show,
+show-features, inspect, splits, synthetic. Thin, like ``cli.py``, which registers them on the ``smie`` group
+(``TOOL_COMMANDS``): each parses its options, builds its step's frozen config, lazily imports one pipeline
+function and prints where the result went.
 """
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from typing import Any
 import click
 
 from smie.pipeline.tools.cli_options import (
-    CENTERS, ExistingPath, PathArg, batch_size_option, comma_list, device_option, done, epochs_option,
-    kinds_option, options, out_option, seed_option, skeletons_option, splits_option, stats_options, text_option,
-    val_features_option, visual_option,
+    CENTERS, ExistingPath, PathArg, batch_size_option, combine_option, comma_list, device_option, done,
+    epochs_option, kinds_option, options, out_option, seed_option, skeletons_option, splits_option, stats_options,
+    text_option, val_features_option, visual_option,
 )
 
 
@@ -152,4 +153,49 @@ def quickstart(**kw: Any) -> None:
         raise click.ClickException(f"quickstart produced no results; see {res.index}")
 
 
-TOOL_COMMANDS = [inspect, splits, report, predict, compare, benchmark, synthetic, quickstart]
+@click.command()
+@click.argument("source", type=ExistingPath)
+@out_option(help="Picture to write: .gif (animated), .mp4 (animated, needs ffmpeg) or .png (one frame).")
+@click.option("--index", multiple=True, type=int, help="Sample row (0-based); repeatable.")
+@click.option("--sample", multiple=True, help="Sample id; repeatable.")
+@click.option("--class", "classes", multiple=True, help="Class name (its first sample); repeatable.")
+@click.option("--grid", is_flag=True, help="One sample per class, as small multiples.")
+@click.option("--format", default=None, help="Format of a raw SOURCE (inferred from the name when omitted).")
+@click.option("--frames", type=int, default=None, help="Frames of raw sequences after resampling (default 50).")
+@click.option("--center", type=CENTERS, default=None, help="Centring of raw sequences (default first).")
+@click.option("--masking", default=None, type=click.Choice(["official", "paper"]),
+              help="Mark the frames this keyframe masking drops (see extract-visual).")
+@options(click.option("--keyframes", default=15, show_default=True), click.option("--random-drop", default=15,
+         show_default=True), seed_option(help="Seed of the official masking's random drops."))
+@click.option("--run", type=ExistingPath, default=None, help="Run directory: add its ZSL label ranking.")
+@visual_option(required=False, default=None, help="Visual cache holding the samples' features (for --run).")
+@click.option("--backbone", type=ExistingPath, default=None, help="Or: embed the samples with this backbone.")
+@click.option("--top-k", default=5, show_default=True)
+@click.option("--frame", type=int, default=None, help="Frame of a .png (0-based; default the middle one).")
+@click.option("--fps", default=10, show_default=True)
+@options(click.option("--elev", default=12.0, show_default=True), click.option("--azim", default=-60.0,
+         show_default=True, help="View angles in degrees (azim -90, elev 0: from the camera)."))
+def show(**kw: Any) -> None:
+    """Animate skeleton sequences from a skeleton cache or a raw file (GIF, MP4) or draw one frame (PNG)."""
+    from smie.pipeline.tools.show import ShowConfig, show as run
+
+    done("wrote", run(ShowConfig(**kw)))
+
+
+@click.command("show-features")
+@click.argument("visual", type=ExistingPath)
+@out_option(help="PNG to write.")
+@click.option("--method", default="pca", type=click.Choice(["pca", "tsne"]), show_default=True,
+              help="2-D embedding (tsne needs scikit-learn).")
+@click.option("--text", type=ExistingPath, default=None, help="Text cache: place the class semantics too.")
+@options(kinds_option(), combine_option())
+@click.option("--max-points", default=3000, show_default=True, help="Samples drawn, evenly per class.")
+@seed_option()
+def show_features(**kw: Any) -> None:
+    """2-D map (PCA or t-SNE) of a visual cache's features, seen and unseen classes marked."""
+    from smie.pipeline.tools.show_features import ShowFeaturesConfig, show_features as run
+
+    done("wrote", run(ShowFeaturesConfig(**kw)))
+
+
+TOOL_COMMANDS = [inspect, show, show_features, splits, report, predict, compare, benchmark, synthetic, quickstart]
