@@ -3,100 +3,32 @@
 Each command parses its options, builds the frozen config dataclass of its step, lazily imports one pipeline
 function, calls it and prints where the result went. Options are named after the config fields they fill, so a
 command passes them on as ``**kw``; only the few that need translating (``--no-resume`` -> ``resume``) are
-named in its signature. Options shared by several commands are defined once below. Heavy imports (torch,
-h5py, sentence-transformers) happen inside commands only, so ``smie --help`` is instant.
+named in its signature. Options shared by several commands are defined once in
+:mod:`smie.pipeline.tools.cli_options`. This file holds the group and the commands of the two stages (prepare,
+pretrain, extract, expand, embed, fit); the commands around them (quickstart, compare, benchmark, report,
+predict, inspect ...) live in :mod:`smie.pipeline.tools.commands`. Heavy imports (torch, h5py,
+sentence-transformers) happen inside commands only, so ``smie --help`` is instant.
 """
 from __future__ import annotations
 
-from functools import partial
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
-PathArg = click.Path(path_type=Path)
-ExistingPath = click.Path(path_type=Path, exists=True)
-DEVICE_HELP = "torch device: auto (CUDA when present, else CPU), cpu, cuda, cuda:1 ..."
-CENTERS = click.Choice(["first", "frame", "none"])
+from smie.pipeline.tools.cli_options import (
+    CENTERS, ExistingPath, batch_size_option, class_source, combine_option, device_option, done, epochs_option,
+    floats, gzsl_option, hidden_widths, input_option, kinds_option, lr_option, no_resume_option, options,
+    out_option, seed_option, skeletons_option, splits_option, text_option, val_features_option, visual_option,
+)
+from smie.pipeline.tools.commands import TOOL_COMMANDS
 
-
-# --- options shared by several commands, defined once; call with overrides, e.g. device_option(default="cpu") ----
-
-def options(*decorators: Callable) -> Callable:
-    """Stack decorators in reading order: ``@options(a, b)`` is ``@a`` above ``@b`` (help lists a, then b)."""
-    def apply(fn: Callable) -> Callable:
-        for decorate in reversed(decorators):
-            fn = decorate(fn)
-        return fn
-    return apply
-
-
-out_option = partial(click.option, "--out", required=True, type=PathArg)  # help= says what is written there
-input_option = partial(click.option, "--input", required=True, type=ExistingPath)
-device_option = partial(click.option, "--device", default="auto", show_default=True, help=DEVICE_HELP)
-seed_option = partial(click.option, "--seed", default=0, show_default=True)
-no_resume_option = partial(click.option, "--no-resume", is_flag=True,
-                           help="Start over instead of resuming an interrupted run.")
-skeletons_option = partial(click.option, "--skeletons", required=True, type=ExistingPath,
-                           help="Skeleton cache from `smie prepare`.")
-visual_option = partial(click.option, "--visual", required=True, type=ExistingPath)
-text_option = partial(click.option, "--text", required=True, type=ExistingPath, help="Text cache.")
-kinds_option = partial(click.option, "--kind", "kinds", multiple=True, default=("label",), show_default=True)
-combine_option = partial(click.option, "--combine", default="concat", type=click.Choice(["concat", "mean"]),
-                         show_default=True)
-splits_option = partial(click.option, "--split", multiple=True)  # evaluation splits or fold sets; help= per command
-gzsl_option = partial(click.option, "--gzsl", is_flag=True)
-epochs_option = partial(click.option, "--epochs", type=int, default=None, show_default=True)  # None: the step's own
-lr_option = partial(click.option, "--lr", type=float, default=None, show_default=True)
-batch_size_option = partial(click.option, "--batch-size", default=128, show_default=True)
-val_features_option = partial(click.option, "--val-features", default="auto", show_default=True,
-                              type=click.Choice(["auto", "validation", "main"]),
-                              help="Features the validation phase selects on: the validation backbone's (honest; "
-                                   "auto when the cache has them) or the main backbone's (optimistic).")
-stats_options = options(
-    click.option("--reference", default=None, help="Method the others are tested against (default: best mean)."),
-    click.option("--test", default="wilcoxon", type=click.Choice(["wilcoxon", "bootstrap"]), show_default=True,
-                 help="Paired test over folds x seeds (exact Wilcoxon signed-rank or paired bootstrap)."))
-class_source = options(  # the three ways to name the classes: a skeleton cache, a data set name, or a class file
-    click.option("--skeletons", type=ExistingPath, help="Take the classes from a skeleton cache."),
-    click.option("--dataset", type=click.Choice(["ntu60", "ntu120", "pku51", "msr"]), help="Built-in class table."),
-    click.option("--classes", "classes_file", type=ExistingPath, help="Class file: one name per line."))
-
-
-# --- parsing helpers -----------------------------------------------------------------------------------------------
-
-def _floats(default: tuple[float, ...]) -> Callable:
-    """Callback: ``--alpha 0.1 --alpha 0.5`` or ``--alpha 0.1,0.5`` -> (0.1, 0.5); ``default`` when none is given."""
-    def parse(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[float, ...]:
-        try:
-            return tuple(float(v) for text in values for v in text.split(",") if v.strip()) or default
-        except ValueError:
-            raise click.BadParameter(f"expected numbers, e.g. 0.1 or 0.1,0.5; got {' '.join(values)!r}") from None
-    return parse
-
-
-def _hidden(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
-    try:
-        widths = tuple(int(h) for h in value.split(","))
-    except ValueError:
-        widths = ()
-    if len(widths) != 2 or min(widths) < 1:
-        raise click.BadParameter(f"expected two positive widths such as 1024,512; got {value!r}")
-    return widths
-
-
-def _comma_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
-    return tuple(value.split(","))
-
-
-def done(message: str, path: Any) -> None:
-    click.echo(f"{message}: {path}")
-
-
-# --- commands ------------------------------------------------------------------------------------------------------
 
 class SmieGroup(click.Group):
     """Turns the pipeline's user-facing errors (``SmieError``) into clean ``click`` errors, no traceback."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["smie.command"] = ["smie", *args]  # the command line, recorded in pictures' provenance
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -142,24 +74,6 @@ def prepare(no_resume: bool, **kw: Any) -> None:
     for sample_id, reason in res.skipped:
         click.echo(f"skipped {sample_id}: {reason}")
     done(f"wrote {res.num_samples} samples of {res.num_classes} classes", res.path)
-
-
-@main.command()
-@click.argument("path", type=ExistingPath)
-def inspect(path: Path) -> None:
-    """Print schema, shapes, class names and provenance of any smie file (.h5 cache or backbone .pt)."""
-    from smie.pipeline.tools.inspect import inspect_file
-
-    click.echo(inspect_file(path))
-
-
-@main.command()
-@click.option("--dataset", default=None, help="Only splits for this data set (ntu60, ntu120, pku51, msr).")
-def splits(dataset: str | None) -> None:
-    """List the registered splits with their seen and unseen class names."""
-    from smie.pipeline.data.splits import describe_splits
-
-    click.echo(describe_splits(dataset))
 
 
 @main.command("pretrain-backbone")
@@ -291,9 +205,9 @@ def embed_labels(**kw: Any) -> None:
 @options(text_option(help="Text cache from `smie embed-labels`."), out_option(help="Run directory to write."))
 @options(kinds_option(help="Semantic kinds to combine (label, action, motion, parts); repeatable."), combine_option())
 @splits_option(help="Evaluate on another split or a fold set (default: the visual cache's own split); repeatable.")
-@click.option("--alpha", multiple=True, callback=_floats((0.1,)),
+@click.option("--alpha", multiple=True, callback=floats((0.1,)),
               help="Temporal margin; several values (or a,b,c) run a sweep. Default 0.1.")
-@click.option("--lam", multiple=True, callback=_floats((0.5,)),
+@click.option("--lam", multiple=True, callback=floats((0.5,)),
               help="Temporal weight lambda; several values run a sweep. Default 0.5.")
 @click.option("--no-temporal", is_flag=True, help="Global MI only (no keyframe temporal constraint).")
 @click.option("--negatives", default="roll", type=click.Choice(["roll", "roll-diff-class", "all", "all-diff-class"]), show_default=True,
@@ -301,7 +215,7 @@ def embed_labels(**kw: Any) -> None:
 @options(lr_option(default=1e-5), epochs_option(default=100), batch_size_option())
 @click.option("--warmup", default=15, show_default=True, help="Linear warm-up epochs before the cosine schedule.")
 @options(gzsl_option(help="Also evaluate generalized ZSL (calibrated stacking and gate)."), device_option())
-@click.option("--hidden", default="1024,512", show_default=True, callback=_hidden,
+@click.option("--hidden", default="1024,512", show_default=True, callback=hidden_widths,
               help="Estimator MLP hidden widths.")
 @options(seed_option(), val_features_option())
 def fit_estimator(no_temporal: bool, **kw: Any) -> None:
@@ -311,39 +225,6 @@ def fit_estimator(no_temporal: bool, **kw: Any) -> None:
     res = run(FitConfig(temporal=not no_temporal, **kw))
     click.echo(res.table)
     done("run written", res.path)
-
-
-@main.command()
-@click.argument("runs", nargs=-1, required=True, type=ExistingPath)
-@click.option("--csv", "csv_path", type=PathArg, default=None, help="Also write the table as CSV.")
-def report(runs: tuple[Path, ...], csv_path: Path | None) -> None:
-    """Print a table of finished runs (fit-estimator, fit-baseline)."""
-    from smie.pipeline.zsl.report import write_report
-
-    click.echo(write_report(runs, csv_path))
-    if csv_path:
-        done("wrote", csv_path)
-
-
-@main.command()
-@click.argument("files", nargs=-1, required=True, type=ExistingPath)
-@click.option("--backbone", required=True, type=ExistingPath, help="Backbone checkpoint.")
-@click.option("--estimator", "run", required=True, type=ExistingPath, help="Run directory of fit-estimator.")
-@click.option("--labels", multiple=True,
-              help="Candidate action (free text); repeatable. Default: the run's unseen classes.")
-@click.option("--label-template", default=None, help='Wrap candidates, e.g. "a person is {}" (default: the run\'s).')
-@click.option("--center", type=CENTERS, default=None,
-              help="Centring of the raw files (default: as the backbone's skeleton cache was prepared).")
-@click.option("--format", default=None, help="Input format of the files (inferred when omitted).")
-@click.option("--encoder", default=None, help="Text encoder (default: the one the run's text cache used).")
-@click.option("--top-k", default=5, show_default=True)
-@device_option()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
-def predict(as_json: bool, **kw: Any) -> None:
-    """Rank free-text candidate actions for raw skeleton files."""
-    from smie.pipeline.tools.predict import PredictConfig, format_predictions, predict as run
-
-    click.echo(format_predictions(run(PredictConfig(**kw)), as_json))
 
 
 @main.command("fit-baseline")
@@ -363,87 +244,8 @@ def fit_baseline(**kw: Any) -> None:
     done("run written", res.path)
 
 
-@main.command()
-@visual_option(help="Visual cache; one per fold when comparing over a fold set (same order as --split).", multiple=True)
-@options(text_option(), out_option(help="Directory for the table, CSV and chart."))
-@click.option("--methods", default="all", show_default=True, callback=_comma_list,
-              help="Comma list of methods, or all.")
-@splits_option(help="Splits or fold sets (default: each cache's own).")
-@click.option("--seeds", default=1, show_default=True, help="Seeds per method and split.")
-@kinds_option()
-@click.option("--no-gzsl", is_flag=True, help="Skip generalized ZSL.")
-@click.option("--epochs-scale", default=1.0, show_default=True, help="Scale every method's default epochs.")
-@options(batch_size_option(default=None, type=int, help="Default: each method's own (64 for synse, msf; else 128)."),
-         device_option(), val_features_option(), stats_options, no_resume_option())
-def compare(no_gzsl: bool, no_resume: bool, **kw: Any) -> None:
-    """Run every method on identical cached inputs and write a paper-style comparison table (resumable)."""
-    from smie.pipeline.zsl.compare import CompareConfig, compare as run
-
-    done("comparison written", run(CompareConfig(gzsl=not no_gzsl, resume=not no_resume, **kw)))
-
-
-@main.command()
-@skeletons_option()
-@out_option(help="Benchmark directory (resumed when it exists).")
-@click.option("--folds", type=int, default=None, help="Seeded folds random:U:seed=0..K-1 (default 10 under 30 "
-                                                      "classes, else 5).")
-@click.option("--unseen", type=int, default=None, help="Unseen classes per fold (default: a quarter).")
-@click.option("--methods", default="all", show_default=True, callback=_comma_list, help="Comma list, or all.")
-@click.option("--seeds", default=1, show_default=True, help="Stage-two seeds per fold and method.")
-@click.option("--protocol", "protocols", multiple=True, default=("honest", "optimistic"), show_default=True,
-              type=click.Choice(["honest", "optimistic"]), help="Selection features; repeatable.")
-@click.option("--text", type=ExistingPath, default=None, help="Text cache (default: embed the classes here).")
-@click.option("--descriptions", multiple=True, type=ExistingPath, help="Description JSONL to embed; repeatable.")
-@options(kinds_option(), click.option("--encoder", default="minilm", show_default=True))
-@click.option("--arch", default="stgcn", type=click.Choice(["stgcn", "shiftgcn"]), show_default=True)
-@click.option("--backbone-epochs", default=30, show_default=True)
-@options(batch_size_option(default=16, help="Backbone batch size."), click.option("--views", default=2,
-         show_default=True), click.option("--keyframes", default=9, show_default=True),
-         click.option("--random-drop", default=9, show_default=True))
-@click.option("--epochs-scale", default=1.0, show_default=True, help="Scale every method's default epochs.")
-@options(stats_options, device_option())
-def benchmark(**kw: Any) -> None:
-    """Every method on K seeded folds with validation backbones: mean [95 % CI], paired tests, stage times."""
-    from smie.pipeline.tools.benchmark import BenchmarkConfig, run_benchmark
-
-    table = run_benchmark(BenchmarkConfig(**kw), log=click.echo)
-    click.echo(table.read_text())
-    done("benchmark written", table)
-
-
-@main.command()
-@out_option(help="npz file to write (smie's generic format).")
-@click.option("--per-class", default=40, show_default=True, help="Samples per class.")
-@click.option("--frames", "num_frames", default=60, show_default=True, help="Frames per sample.")
-@seed_option()
-@click.option("--noise", default=0.02, show_default=True, help="Joint noise std (metres).")
-@click.option("--class", "classes", multiple=True, help="Only these classes (default: all); repeatable.")
-def synthetic(classes: tuple[str, ...], **kw: Any) -> None:
-    """Generate the embedded synthetic skeleton action set (ntu-25 layout, named classes) as an npz."""
-    from smie.pipeline.data.synthetic import SyntheticConfig, generate_synthetic
-
-    path = generate_synthetic(SyntheticConfig(classes=classes or None, **kw))
-    done("wrote synthetic data (procedurally generated, not recorded)", path)
-
-
-@main.command()
-@click.option("--workdir", default=Path("smie-work"), type=PathArg, show_default=True,
-              help="Where every intermediate file lands (with an INDEX.md).")
-@click.option("--data", type=ExistingPath, default=None, help="Real data instead of the embedded synthetic set.")
-@click.option("--format", default=None, help="Format of --data (see `smie prepare`).")
-@click.option("--split", default=None, help="Split spec (default: a seeded quarter of the classes unseen).")
-@click.option("--size", default="default", type=click.Choice(["default", "tiny"]), show_default=True)
-@options(epochs_option(help="Backbone epochs (default depends on --size)."), device_option(), seed_option())
-@click.option("--baseline", default="devise", show_default=True, help="Baseline run beside SMIE (see fit-baseline).")
-@click.option("--encoder", default="minilm", show_default=True, help="Text encoder (see embed-labels).")
-def quickstart(**kw: Any) -> None:
-    """Run the whole two-stage pipeline on the embedded synthetic data set (or --data) and print results."""
-    from smie.pipeline.tools.quickstart import QuickstartConfig, quickstart as run
-
-    res = run(QuickstartConfig(**kw), echo=click.echo)
-    if not res.metrics:
-        raise click.ClickException(f"quickstart produced no results; see {res.index}")
-
+for _command in TOOL_COMMANDS:
+    main.add_command(_command)
 
 if __name__ == "__main__":
     main()

@@ -78,7 +78,7 @@ def _fold(cfg: BenchmarkConfig, f: int, unseen: int, text: Path, methods: list[s
     from smie.pipeline.visual.extract import ExtractConfig, extract_visual
     from smie.pipeline.visual.pretrain import PretrainConfig, pretrain_backbone, resume_path
     from smie.pipeline.zsl.baselines.run import BaselineConfig, fit_splits
-    from smie.pipeline.zsl.compare import METRICS
+    from smie.pipeline.zsl.grid import METRICS
     from smie.pipeline.zsl.report import metric
 
     d = Path(cfg.out) / f"fold{f}"

@@ -119,7 +119,6 @@ def check_compatible(cfg: ExtractConfig, info, sset, skeleton_sha: str | None, p
                             f"samples it was trained on ({key} differs); re-pretrain with this smie version")
 
 
-@torch.no_grad()
 class _Batches(torch.utils.data.Dataset):
     """Batch ``i`` = skeleton rows ``items[i]`` as ``(offset, last_of_chunk, x (n, C, T, V, M) float32)``;
     read through ``iter_skeleton_chunks`` so that worker processes each open the file themselves."""

@@ -5,7 +5,8 @@ same protocol, same run directory) under ``out/runs/<method>/<split>/seed<k>``. 
 and, per split, the ZSL top-1 (at the validation-selected epoch) and the GZSL harmonic mean H (calibrated
 stacking, gamma chosen on validation), as mean ± std over seeds, plus their mean over splits; it is written as
 ``table.md`` and ``table.csv`` (``runs.csv`` holds every run's numbers, the gate's H included) with a bar chart
-``table.png``, and printed.
+``table.png``, and printed. The runs go to worker processes (``jobs``, default the CPU cores; the numbers do not
+depend on it): :mod:`smie.pipeline.zsl.grid`.
 
 Visual caches and folds: a backbone is trained on one split's seen classes, so a fold set needs one visual
 cache per fold. Give several visual caches: with no ``split`` each cache is evaluated on its own split; with
@@ -35,12 +36,8 @@ from pathlib import Path
 import numpy as np
 
 from smie.features.store import SmieError, atomic_path, file_sha256, to_json
-from smie.pipeline.zsl.report import metric
+from smie.pipeline.zsl.grid import METRICS, grid_jobs, run_grid
 
-METRICS = (("zsl", ("zsl", "selected", "acc")), ("zsl_last", ("zsl", "last", "acc")),
-           ("zsl_oracle", ("zsl", "oracle", "acc")), ("h", ("gzsl", "stacking", "h")),
-           ("seen", ("gzsl", "stacking", "seen")), ("unseen", ("gzsl", "stacking", "unseen")),
-           ("h_gate", ("gzsl", "gate", "h")))
 
 
 @dataclass(frozen=True)
@@ -63,11 +60,12 @@ class CompareConfig:
     test: str = "wilcoxon"
     val_features: str = "auto"
     resume: bool = True
+    jobs: int | None = None
 
 
 def compare_key(cfg: CompareConfig, visuals: list[Path]) -> str:
     """What the runs depend on: the settings that reach a run, and the bytes of every cache."""
-    settings = {k: v for k, v in json.loads(to_json(cfg)).items() if k not in ("out", "reference", "test", "resume")}
+    settings = {k: v for k, v in json.loads(to_json(cfg)).items() if k not in ("out", "reference", "test", "resume", "jobs")}
     return hashlib.sha256(to_json([settings, [file_sha256(v) for v in [*visuals, cfg.text]]]).encode()).hexdigest()
 
 
@@ -118,9 +116,6 @@ def compare(cfg: CompareConfig) -> Path:
     the markdown table's path."""
     import pandas as pd
 
-    from smie.pipeline.zsl.baselines.run import BaselineConfig, fit_splits
-    from smie.pipeline.zsl.experiment import split_slug
-
     if cfg.seeds < 1:
         raise SmieError("--seeds must be >= 1")
     visuals = [Path(cfg.visual)] if isinstance(cfg.visual, (str, Path)) else [Path(v) for v in cfg.visual]
@@ -135,34 +130,21 @@ def compare(cfg: CompareConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(key_file) as tmp:
         tmp.write_text(key + "\n")
-    rows, notes = [], {}
+
+    def finished(res: dict) -> None:
+        if res.pop("fresh", False):
+            times[res["run"]] = res["seconds"]
+            with atomic_path(seconds_file) as tmp:
+                tmp.write_text(json.dumps(times, sort_keys=True))
+
+    items = [(method, visual, spec, split.id, seed) for visual, spec, split in pairs for method in methods
+             for seed in range(cfg.seeds)]
     wall = time.perf_counter()
-    for method in methods:
-        for visual, spec, split in pairs:
-            for seed in range(cfg.seeds):
-                run = out / "runs" / method / split_slug(split.id) / f"seed{seed}"
-                run_cfg = BaselineConfig(method, visual, Path(cfg.text), run, kinds=tuple(cfg.kinds),
-                                         split=(spec,) if spec else (), batch_size=cfg.batch_size, gzsl=cfg.gzsl,
-                                         device=cfg.device, seed=seed, val_features=cfg.val_features)
-                start, rel = time.perf_counter(), str(run.relative_to(out))
-                if not (reuse and (run / "metrics.json").is_file() and (run / "config.json").is_file()):
-                    try:
-                        fit_splits(run_cfg, cfg.epochs_scale)
-                    except SmieError as exc:
-                        if "has no kind" not in str(exc):
-                            raise
-                        notes[method] = str(exc)
-                        break
-                    times[rel] = time.perf_counter() - start
-                    with atomic_path(seconds_file) as tmp:
-                        tmp.write_text(json.dumps(times, sort_keys=True))
-                metrics = json.loads((run / "metrics.json").read_text())
-                used = json.loads((run / "config.json").read_text())
-                rows.append(dict(method=method, split=split.id, seed=seed, seconds=times.get(rel, float("nan")),
-                                 kinds="+".join(used["kinds_used"]), epochs=used["epochs_used"],
-                                 **{k: float(metric(metrics, p)) for k, p in METRICS}))
-            if method in notes:
-                break
+    done = run_grid([(cfg, *item, reuse) for item in items], grid_jobs(cfg.jobs, cfg.device, len(items)), finished)
+    notes = {item[0]: res["note"] for item, res in zip(items, done) if "note" in res}
+    order = {m: i for i, m in enumerate(methods)}
+    rows = sorted((dict(res, seconds=times.get(res.pop("run"), float("nan"))) for res in done if "note" not in res),
+                  key=lambda r: (order[r["method"]], [s.id for _, _, s in pairs].index(r["split"]), r["seed"]))
     runs = pd.DataFrame(rows, columns=["method", "split", "seed", "seconds", "kinds", "epochs"] +
                         [k for k, _ in METRICS])
     table = summary_table(runs, methods, [s.id for _, _, s in pairs], notes, cfg.gzsl)

@@ -114,34 +114,48 @@ class SMIEEstimator(nn.Module):
             out.append(self.l2(F.relu(self.l1(h))).squeeze(-1))
         return torch.cat(out, dim=0) if out else visual.new_zeros((0, K))
 
-    def _negatives(self, v: torch.Tensor, s: torch.Tensor, labels: torch.Tensor):
-        """Critic values of negative pairs and their 0/1 weights (None = all count)."""
-        if self.negatives == "roll":
-            return self.critic(torch.roll(v, shifts=-1, dims=0), s), None
-        if self.negatives == "roll-diff-class":
-            return self.critic(v[next_other_class(labels)], s), None
-        t = self._pairwise(v, s)
-        B = v.shape[0]
-        weight = 1.0 - torch.eye(B, device=v.device, dtype=t.dtype)
-        if self.negatives == "all-diff-class":
-            weight = weight * (labels[:, None] != labels[None, :]).to(t.dtype)
-        return t, weight
+    def _head(self, h0: torch.Tensor) -> torch.Tensor:
+        """The critic after its first layer: pre-activations (..., H0) -> (...)."""
+        return self.l2(F.relu(self.l1(F.relu(h0)))).squeeze(-1)
 
     def mutual_information(self, visual: torch.Tensor, sem: torch.Tensor, labels: torch.Tensor,
                            masked: torch.Tensor | None = None):
         """JSD MI of the batch, and (if ``masked`` is given) the MI with masked views as positives.
 
         visual (B, D) raw features, sem (B, E) semantics of each sample's class, labels (B,), masked (B, D).
+
+        The critic's first layer is linear in ``concat(v, s)``, so it is computed as ``W_v v + (W_s s + b)``:
+        each visual row and each semantic row passes it once, and the positive, negative and masked pairs only
+        add those rows up, then go through the rest of the critic in one call. Same function as
+        :meth:`critic` on each concatenated pair (``tests/test_stage2_fast.py``), with a third fewer FLOPs.
         """
         v = self.ln(visual)
         s = F.normalize(sem, dim=-1)
-        t_neg, weight = self._negatives(v, s, labels)
-        ej, em = jsd_terms(self.critic(v, s), t_neg, weight)
+        D = v.shape[1]
+        w_v, w_s = self.l0.weight[:, :D], self.l0.weight[:, D:]
+        hv, hs = v @ w_v.T, s @ w_s.T + self.l0.bias  # (B, H0) each
+        B = v.shape[0]
+        if self.negatives in ("roll", "roll-diff-class"):
+            other = torch.roll(torch.arange(B, device=v.device), -1) if self.negatives == "roll" \
+                else next_other_class(labels)
+            rows = [hv + hs, hv[other] + hs]
+            if masked is not None:
+                rows.append(self.ln(masked) @ w_v.T + hs)
+            t = self._head(torch.cat(rows)).view(len(rows), B)
+            t_pos, t_neg, weight = t[0], t[1], None
+            t_masked = t[2] if masked is not None else None
+        else:
+            t_pos = self._head(hv + hs)
+            t_neg = self._pairwise(v, s)
+            weight = 1.0 - torch.eye(B, device=v.device, dtype=t_neg.dtype)
+            if self.negatives == "all-diff-class":
+                weight = weight * (labels[:, None] != labels[None, :]).to(t_neg.dtype)
+            t_masked = None if masked is None else self._head(self.ln(masked) @ w_v.T + hs)
+        ej, em = jsd_terms(t_pos, t_neg, weight)
         mi = ej - em
-        if masked is None:
+        if t_masked is None:
             return mi, None
-        ej_masked = -F.softplus(-self.critic(self.ln(masked), s)).mean()
-        return mi, ej_masked - em
+        return mi, -F.softplus(-t_masked).mean() - em
 
     def loss(self, batch) -> torch.Tensor:
         """Scalar training loss of a :class:`smie.pipeline.zsl.fit.Batch`."""

@@ -25,7 +25,7 @@ from torch import nn
 
 from smie.features.store import SmieError
 from smie.pipeline.zsl.estimator import SMIEEstimator
-from smie.pipeline.zsl.fit import Batch
+from smie.pipeline.zsl.fit import Batch, adam
 
 FUSIONS = ("label", "critics")
 
@@ -63,7 +63,7 @@ class SMIEFusion(nn.Module):
 
     def configure_optimizer(self, opts) -> torch.optim.Optimizer:
         """Adam at the setting's own learning rate (the protocol's schedule scales it per epoch)."""
-        return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=opts.weight_decay)
+        return adam(self.parameters(), lr=self.lr, weight_decay=opts.weight_decay)
 
     def loss(self, batch: Batch) -> torch.Tensor:
         """Mean over kinds of SMIE's loss with that kind's class semantics (Kt, kind_dim)."""

@@ -20,6 +20,7 @@ backbone and the selection is *optimistic* (recorded as such).
 from __future__ import annotations
 
 import copy
+import time
 import warnings
 from dataclasses import dataclass
 from typing import Callable
@@ -145,12 +146,14 @@ def _train_tracking(make_model, setting, data, train_classes, eval_rows, eval_cl
 
     every = max(1, int(getattr(model, "eval_every", 1)))
 
-    def on_epoch(_epoch, m):
-        epoch = len(curve)
-        if (epoch + 1) % every and epoch != opts.epochs - 1 and epoch != keep_epoch:
+    def evaluated(epoch: int) -> bool:
+        return (epoch + 1) % every == 0 or epoch in (opts.epochs - 1, keep_epoch)
+
+    def on_epoch(epoch, m):
+        epoch = max(epoch, 0)
+        while len(curve) < epoch:
             curve.append(float("nan"))
             per_class.append(float("nan"))
-            return
         metrics = zsl_metrics(_scores(m, data, eval_rows, eval_classes, device), targets)
         curve.append(metrics["acc"])
         per_class.append(metrics["per_class_acc"])
@@ -158,8 +161,9 @@ def _train_tracking(make_model, setting, data, train_classes, eval_rows, eval_cl
         if (select_epoch(curve, start) if keep_epoch is None else keep_epoch) == epoch:
             kept.update(epoch=epoch, state=copy.deepcopy(m.state_dict()))
 
-    losses = train_method(model, train, opts, on_epoch=on_epoch)
-    return model, dict(curve=curve, per_class=per_class, losses=losses, kept=kept)
+    timing: dict[str, float] = {}
+    losses = train_method(model, train, opts, on_epoch=on_epoch, evaluate_epoch=evaluated, timing=timing)
+    return model, dict(curve=curve, per_class=per_class, losses=losses, kept=kept, timing=timing)
 
 
 def validate(make_model: Callable, setting: dict, data: StageData, split, opts: FitOptions, gzsl: bool,
@@ -175,7 +179,8 @@ def validate(make_model: Callable, setting: dict, data: StageData, split, opts: 
     model, track = _train_tracking(make_model, setting, data, train_classes, val_rows, val_classes, opts)
     epoch = track["kept"]["epoch"]
     out = dict(setting=setting, epoch=epoch, val_acc=track["curve"][epoch],
-               val_per_class_acc=track["per_class"][epoch], curve=track["curve"], losses=track["losses"])
+               val_per_class_acc=track["per_class"][epoch], curve=track["curve"], losses=track["losses"],
+               timing=track["timing"])
     if gzsl:
         model.load_state_dict(track["kept"]["state"])
         rows = np.concatenate([_rows(data, train_classes, [SEEN_VAL]), val_rows])
@@ -236,7 +241,8 @@ def final_test(make_model: Callable, val: dict, data: StageData, split, opts: Fi
     out = dict(selected=dict(zsl_metrics(scores, targets), epoch=val["epoch"]),
                last=dict(acc=curve[-1], per_class_acc=track["per_class"][-1], epoch=len(curve) - 1),
                oracle=dict(acc=curve[best], per_class_acc=track["per_class"][best], epoch=best, note=ORACLE_NOTE),
-               curve=curve, losses=track["losses"], test_rows=rows, test_scores=scores, test_targets=targets)
+               curve=curve, losses=track["losses"], test_rows=rows, test_scores=scores, test_targets=targets,
+               timing=track["timing"])
     if gzsl:
         seen_code = SEEN_TEST if len(_rows(data, split.seen, [SEEN_TEST])) else SEEN_VAL
         if seen_code == SEEN_VAL:
@@ -268,15 +274,22 @@ def run_protocol(make_model: Callable[..., torch.nn.Module], settings: list[dict
     """Validate every setting (on ``val_data`` when given, else on ``data``), pick the best on validation, then
     run the final phase on ``data`` for every setting (for the sweep table; only the chosen one when
     ``sweep_test`` is False, the others' test columns NaN) and return the selected one's results with
-    ``sweep`` rows for all."""
+    ``sweep`` rows for all, and ``timing``: seconds of the ``validation`` and ``final`` phases and, summed over
+    both, of training ``steps``, ``finalize`` and ``evaluate`` (per-epoch scoring)."""
     view = "main" if val_data is None else "validation"
+    started = time.perf_counter()
     vals = [validate(make_model, s, data if val_data is None else val_data, split, opts, gzsl, view)
             for s in settings]
     chosen = int(np.argmax([v["val_acc"] for v in vals]))
+    validated = time.perf_counter()
     nan = dict(selected=dict(acc=float("nan")), last=dict(acc=float("nan")), oracle=dict(acc=float("nan")))
     tests = [final_test(make_model, v, data, split, opts, gzsl) if sweep_test or i == chosen else nan
              for i, v in enumerate(vals)]
+    timing = dict(validation=validated - started, final=time.perf_counter() - validated)
+    for phase in vals + tests:
+        for key, seconds in phase.get("timing", {}).items():
+            timing[key] = timing.get(key, 0.0) + seconds
     sweep = [dict(**v["setting"], val_acc=v["val_acc"], val_epoch=v["epoch"], test_acc=t["selected"]["acc"],
                   test_last=t["last"]["acc"], test_oracle=t["oracle"]["acc"], selected=i == chosen)
              for i, (v, t) in enumerate(zip(vals, tests))]
-    return dict(validation=vals[chosen], test=tests[chosen], sweep=sweep, chosen=chosen)
+    return dict(validation=vals[chosen], test=tests[chosen], sweep=sweep, chosen=chosen, timing=timing)

@@ -8,7 +8,8 @@ A run directory holds:
   ``version``, ``method`` ("smie" or a ``smie.pipeline.zsl.baselines.METHODS`` key), ``model_config`` (the keyword
   arguments that rebuild the module: ``cls(**model_config)``), ``state_dict``, ``info`` (semantic kinds and
   combine mode, text encoder id/spec/weights hash, class table, split, class semantics (K, E) tensor, ...);
-- ``per_class.csv`` (ZSL test accuracy per unseen class), ``confusion.png``, ``top5.png``.
+- ``per_class.csv`` (ZSL test accuracy per unseen class), ``confusion.png``, ``top5.png``, and, when the metrics
+  hold per-epoch curves, ``curves.png`` (validation and test accuracy per epoch, selected and oracle epochs).
 
 The directory is built beside its target and renamed into place only when complete.
 """
@@ -65,7 +66,7 @@ def write_run(out: str | os.PathLike, *, method: str, config: dict, metrics: dic
     (N,). ``info`` must be JSON/tensor-only (it goes into ``model.pt``); ``model_config`` rebuilds the module.
     An existing ``out`` is replaced only once the new directory is complete.
     """
-    from smie.pipeline.zsl.plots import confusion_png, top5_png
+    from smie.pipeline.zsl.plots import confusion_png, curves_png, picture_provenance, top5_png
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -82,6 +83,13 @@ def write_run(out: str | os.PathLike, *, method: str, config: dict, metrics: dic
         title = f"{method} {info.get('split', {}).get('id', '')}: ZSL test, unseen classes"
         confusion_png(tmp / "confusion.png", test_targets, preds, names, title)
         top5_png(tmp / "top5.png", test_scores, test_targets, names, list(test_sample_ids))
+        if (metrics.get("curves") or {}).get("test_acc"):
+            prov = picture_provenance({}, run=str(out))
+            prov["inputs"] = (config.get("provenance") or {}).get("inputs") or {}  # hashed when the run started
+            warmup, epochs = config.get("warmup"), config.get("epochs")  # protocol._first_eligible's rule
+            first = warmup + 1 if isinstance(warmup, int) and isinstance(epochs, int) and 0 < warmup < epochs - 1 else 0
+            curves_png(tmp / "curves.png", metrics, f"{method} {info.get('split', {}).get('id', '')}: ZSL top-1 "
+                       "per epoch", prov, first_eligible=first)
         install_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -24,6 +24,7 @@ from torch import nn
 
 from smie.pipeline.zsl.baselines.generative import LatentClassifierStage
 from smie.pipeline.zsl.baselines.vae import GaussianEncoder, decoder, kl_divergence, ramp, reparameterize, wasserstein
+from smie.pipeline.zsl.fit import adam
 
 WARMUP = {"beta": (0.25, 0, 93), "cross": (2.37, 21, 75), "distance": (8.13, 6, 22)}
 
@@ -52,7 +53,7 @@ class CADAVAE(LatentClassifierStage):
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
 
     def configure_optimizer(self, opts) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=opts.lr, amsgrad=True)
+        return adam(self.parameters(), lr=opts.lr, amsgrad=True)
 
     def encode_visual(self, v):
         return self.enc_v(v)

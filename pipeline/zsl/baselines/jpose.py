@@ -21,6 +21,7 @@ from torch import nn
 
 from smie.pipeline.zsl.baselines.losses import hardest_triplet, multi_class_hinge
 from smie.pipeline.zsl.baselines.synse import split_pos
+from smie.pipeline.zsl.fit import adam
 
 
 class _PosSpace(nn.Module):
@@ -51,7 +52,7 @@ class JPoSE(nn.Module):
     def configure_optimizer(self, opts) -> torch.optim.Optimizer:
         joint = list(self.joint_vis.parameters()) + list(self.joint_text.parameters())
         pos = list(self.verb.parameters()) + list(self.noun.parameters())
-        return torch.optim.Adam([{"params": pos}, {"params": joint, "weight_decay": self.joint_wd}], lr=opts.lr)
+        return adam([{"params": pos}, {"params": joint, "weight_decay": self.joint_wd}], lr=opts.lr)
 
     def _text(self, class_sem: torch.Tensor):
         verb, noun = split_pos(class_sem)

@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from smie.pipeline.zsl.fit import adam
+
 
 class RelationNet(nn.Module):
     default_epochs = 100
@@ -33,7 +35,7 @@ class RelationNet(nn.Module):
         self.rel_out = nn.Linear(relation_hidden, 1)
 
     def configure_optimizer(self, opts) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=opts.lr, weight_decay=self.weight_decay)
+        return adam(self.parameters(), lr=opts.lr, weight_decay=self.weight_decay)
 
     def _relations(self, visual: torch.Tensor, class_sem: torch.Tensor) -> torch.Tensor:
         """(N, D), (K, E) -> (N, K) relation scores in [0, 1].

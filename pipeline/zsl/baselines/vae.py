@@ -86,27 +86,42 @@ def train_latent_classifier(
 
     ``batch_size <= 0`` means full-batch steps (the SynSE/MSF code: 300 full-batch Adam steps); ``relu_output``
     reproduces their ``MLP([latent, K])``, a Linear followed by ReLU.
+
+    The loop is the codes' (cross-entropy, Adam with beta1 0.5 for minibatches, else 0.9), with the gradient
+    of the softmax layer written out instead of taken by autograd: ``(softmax - onehot) / B`` times the
+    inputs, and Adam's update on one (K, L + 1) tensor holding weight and bias. A scoring of the generative
+    baselines trains one such classifier (thousands of 32-sample steps), where autograd's and the optimiser's
+    per-step overhead is 20x the arithmetic; ``tests/test_stage2_fast.py`` checks it against the autograd loop.
     """
     gen = torch.Generator(device="cpu").manual_seed(seed)
     fc = nn.Linear(z.shape[1], num_classes)
+    bound = 0.5 * (6.0 / (fc.in_features + fc.out_features)) ** 0.5
+    init = torch.empty_like(fc.weight, device="cpu").uniform_(-1, 1, generator=gen) * bound
+    zb = torch.cat((z.detach(), torch.ones(z.shape[0], 1, dtype=z.dtype, device=z.device)), dim=1)  # (M, L+1)
+    param = torch.cat((init.to(z), torch.zeros(num_classes, 1, dtype=z.dtype, device=z.device)), dim=1)
+    exp_avg, exp_avg_sq = torch.zeros_like(param), torch.zeros_like(param)
+    beta1, beta2, eps = (0.5 if batch_size > 0 else 0.9), 0.999, 1e-8
+    M, step = z.shape[0], 0
+    for _ in range(epochs):
+        chunks = torch.randperm(M, generator=gen).to(z.device).split(batch_size) if batch_size > 0 else [None]
+        for idx in chunks:
+            x, target = (zb, y) if idx is None else (zb[idx], y[idx])
+            pre = x @ param.T  # (B, K)
+            grad = torch.softmax(torch.relu(pre) if relu_output else pre, dim=1)
+            grad[torch.arange(len(target), device=z.device), target] -= 1
+            if relu_output:
+                grad *= pre > 0
+            g = (grad.T @ x) / len(target)  # (K, L+1)
+            step += 1
+            exp_avg.lerp_(g, 1 - beta1)
+            exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+            denom = (exp_avg_sq.sqrt() / (1 - beta2 ** step) ** 0.5).add_(eps)
+            param.addcdiv_(exp_avg, denom, value=-lr / (1 - beta1 ** step))
     with torch.no_grad():
-        fc.weight.copy_(torch.empty_like(fc.weight, device="cpu").uniform_(-1, 1, generator=gen) * 0.5 * (
-            6.0 / (fc.in_features + fc.out_features)) ** 0.5)
-        fc.bias.zero_()
+        fc.weight.copy_(param[:, :-1])
+        fc.bias.copy_(param[:, -1])
     clf: nn.Module = nn.Sequential(fc, nn.ReLU()) if relu_output else nn.Sequential(fc)
-    clf = clf.to(z.device)
-    opt = torch.optim.Adam(clf.parameters(), lr=lr, betas=(0.5, 0.999) if batch_size > 0 else (0.9, 0.999))
-    loss_fn = nn.CrossEntropyLoss()
-    M = z.shape[0]
-    with torch.enable_grad():
-        for _ in range(epochs):
-            order = torch.randperm(M, generator=gen).to(z.device) if batch_size > 0 else None
-            chunks = order.split(batch_size) if order is not None else [slice(None)]
-            for idx in chunks:
-                opt.zero_grad()
-                loss_fn(clf(z[idx]), y[idx]).backward()
-                opt.step()
-    clf.eval()
+    clf = clf.to(z.device).eval()
     for p in clf.parameters():
         p.requires_grad_(False)
     return clf

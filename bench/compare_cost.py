@@ -1,0 +1,229 @@
+"""Cost of the ``smie compare`` grid (9 methods x 3 folds x 1 seed), before and after the stage-two speed work,
+side by side in one run, with a per-method, per-phase profile and the FLOP floor of the MLP work.
+
+Caches: ``--benchmark DIR`` takes ``DIR/fold<i>/visual.h5`` and ``DIR/text.h5`` as ``smie benchmark`` writes
+them (MSR Action3D from ``../shared``: never commit them); without it, synthetic caches of the same shapes
+(20 classes, 567 samples, D 256, 2 masked views with a validation view, 384-d label/action/motion texts) are
+written to a temporary directory with the project's own writers.
+
+- ``before``: the grid with the code of ``--before`` (a git revision, checked out into a temporary worktree;
+  default the last commit before the speed work), as it ran then (one process, torch's default threads);
+- ``after --jobs 1``: today's code, one process, one torch thread (what the algorithmic changes buy);
+- ``after``: today's code with its default ``--jobs`` (one single-threaded process per core).
+
+The profile sums, per method over the folds of the ``--jobs 1`` grid, the phases each run records in
+``metrics.json`` (``timing``): validation and final phase, and inside them training steps, ``finalize`` and
+per-epoch scoring; ``other`` is the run's remaining time (reading caches, writing the run directory and its
+plots). The FLOP floor counts every matmul FLOP of one run per method on fold 0
+(``torch.utils.flop_counter``), times the folds, over the measured single-thread matmul rate times the cores.
+
+    python bench/compare_cost.py [--benchmark .dev/msr10] [--folds 3] [--before REV] [--skip-before]
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+BEFORE = "39965bc"
+METHODS = ("devise", "relationnet", "revise", "cadavae", "jpose", "synse", "msf", "smie", "smie-notemporal")
+GRID = """
+import dataclasses, json, sys, time
+from pathlib import Path
+from smie.pipeline.zsl.compare import CompareConfig, compare
+args = json.loads(sys.argv[1])
+extra = {"jobs": args["jobs"]} if "jobs" in {f.name for f in dataclasses.fields(CompareConfig)} else {}
+t = time.perf_counter()
+compare(CompareConfig(visual=tuple(Path(v) for v in args["visual"]), text=Path(args["text"]), out=Path(args["out"]),
+                      methods=tuple(args["methods"]), device="cpu", **extra))
+print("GRID_SECONDS", time.perf_counter() - t)
+"""
+
+
+def synthetic_caches(root: Path, folds: int, seed: int = 0) -> tuple[list[Path], Path]:
+    """MSR-shaped caches: per fold a visual cache (567 x 256, 2 views, validation view) on the seeded split
+    ``random:5:seed=i``; one text cache with kinds label, action, motion (K x 1 x 384)."""
+    from smie.features.text import TextCache, TextKind, write_text
+    from smie.features.visual import VisualCache, attach_validation, write_visual
+    from smie.pipeline.data.partitions import assign_partitions
+    from smie.pipeline.data.splits import resolve_splits
+
+    K, N, D, E, W = 20, 567, 256, 384, 2
+    rng = np.random.default_rng(seed)
+    names = tuple(f"action {k}" for k in range(K))
+    sem = rng.normal(size=(K, E))
+    sem /= np.linalg.norm(sem, axis=1, keepdims=True)
+    labels = np.arange(N) % K
+    proj = rng.normal(size=(D, E)) / np.sqrt(E)
+    visuals = []
+    for fold in range(folds):
+        split = resolve_splits(f"random:5:seed={fold}", K)[0]
+        part = assign_partitions(labels, None, split, seed=0)
+        feats = (sem[labels] @ proj.T * 3 + rng.normal(size=(N, D))).astype(np.float32)
+        masked = (feats[:, None] + 0.3 * rng.normal(size=(N, W, D))).astype(np.float32)
+        vc = VisualCache(feats, masked, labels, tuple(f"s{i:04d}" for i in range(N)), part, names,
+                         dict(id=split.id, num_classes=K, seen=list(split.seen), unseen=list(split.unseen),
+                              val_unseen=list(split.val_unseen)),
+                         {"variant": "official", "k": 9, "drop": 9, "views": W, "seed": 0},
+                         {"protocol": None, "val_fraction": 0.1, "test_fraction": 0.2, "seed": 0},
+                         f"{fold:02d}" * 32, "stgcn", {}, "cd" * 32)
+        path = write_visual(root / f"fold{fold}" / "visual.h5", vc, {"config": {"synthetic": True}})
+        noisy = (feats + 0.5 * rng.normal(size=feats.shape)).astype(np.float32)
+        view = dataclasses.replace(vc, features=noisy,
+                                   masked=(noisy[:, None] + 0.3 * rng.normal(size=(N, W, D))).astype(np.float32),
+                                   backbone_sha256=f"{fold + 50:02d}" * 32)
+        attach_validation(path, view, [c for c in split.seen if c not in split.val_unseen], {"synthetic": True})
+        visuals.append(path)
+    kinds = {}
+    for i, kind in enumerate(("label", "action", "motion")):
+        emb = sem + 0.3 * i * rng.normal(size=sem.shape)
+        emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+        kinds[kind] = TextKind(emb[:, None].astype(np.float32), tuple((f"{kind} of {n}",) for n in names),
+                               np.ones(K, np.int32))
+    text = root / "text.h5"
+    write_text(text, TextCache(names, np.arange(K), kinds, "synthetic", "synthetic", "ef" * 32, E), {"config": {}})
+    return visuals, text
+
+
+def run_grid(label: str, pythonpath: Path, visuals, text, out: Path, methods, jobs: int | None,
+             threads: int | None) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(pythonpath), HF_HUB_OFFLINE="1")
+    env.pop("OMP_NUM_THREADS", None)
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
+    args = json.dumps(dict(visual=[str(v) for v in visuals], text=str(text), out=str(out), methods=list(methods),
+                           jobs=jobs))
+    t = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", GRID, args], env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    if proc.returncode:
+        raise SystemExit(f"{label} grid failed:\n{proc.stderr[-3000:]}")
+    import pandas as pd
+
+    runs = pd.read_csv(out / "runs.csv")
+    print(f"{label:<16} wall {wall:7.1f} s ({len(runs)} runs)", flush=True)
+    return dict(wall=wall, runs=runs, out=out)
+
+
+def profile(out: Path, methods) -> list[str]:
+    keys = ("validation", "final", "steps", "finalize", "evaluate", "read_caches")
+    lines = [f"{'method':<16}" + "".join(f"{k:>11}" for k in (*keys, "other", "total"))]
+    for m in methods:
+        sums = dict.fromkeys((*keys, "other", "total"), 0.0)
+        for path in sorted((out / "runs" / m).glob("*/seed0/metrics.json")):
+            timing = json.loads(path.read_text()).get("timing", {})
+            for k in keys:
+                sums[k] += timing.get(k, 0.0)
+        import pandas as pd
+
+        runs = pd.read_csv(out / "runs.csv")
+        sums["total"] = float(runs[runs.method == m].seconds.sum())
+        sums["other"] = sums["total"] - sums["validation"] - sums["final"] - sums["read_caches"]
+        lines.append(f"{m:<16}" + "".join(f"{sums[k]:11.2f}" for k in (*keys, "other", "total")))
+    return lines
+
+
+def matmul_rate() -> float:
+    """Single-thread float32 matmul GFLOP/s on 1024-wide operands (the MLPs' scale)."""
+    import torch
+
+    torch.set_num_threads(1)
+    a, b = torch.randn(512, 1024), torch.randn(1024, 1024)
+    for _ in range(3):
+        a @ b
+    t, reps = time.perf_counter(), 30
+    for _ in range(reps):
+        a @ b
+    return 2 * 512 * 1024 * 1024 * reps / (time.perf_counter() - t) / 1e9
+
+
+def flops_per_run(visual: Path, text: Path, methods, work: Path) -> dict[str, float]:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from smie.pipeline.zsl.baselines.run import BaselineConfig, fit_splits
+
+    torch.set_num_threads(1)
+    out = {}
+    for m in methods:
+        counter = FlopCounterMode(display=False)
+        with counter:
+            fit_splits(BaselineConfig(m, visual, text, work / m, gzsl=True, device="cpu"))
+        out[m] = counter.get_total_flops()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--benchmark", type=Path, default=None, help="smie benchmark directory with fold*/visual.h5")
+    ap.add_argument("--folds", type=int, default=3)
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--before", default=BEFORE, help="git revision of the 'before' code")
+    ap.add_argument("--skip-before", action="store_true")
+    ap.add_argument("--no-flops", action="store_true")
+    args = ap.parse_args()
+    methods = args.methods.split(",")
+    print(f"load average at start: {os.getloadavg()}; cores: {len(os.sched_getaffinity(0))}")
+    with tempfile.TemporaryDirectory(prefix="compare-cost-") as tmp:
+        tmp = Path(tmp)
+        if args.benchmark is not None:
+            visuals = [args.benchmark / f"fold{i}" / "visual.h5" for i in range(args.folds)]
+            text = args.benchmark / "text.h5"
+            print(f"caches: {args.benchmark} folds 0..{args.folds - 1}")
+        else:
+            visuals, text = synthetic_caches(tmp / "caches", args.folds)
+            print(f"caches: synthetic, MSR-shaped, {args.folds} folds")
+        results = {}
+        if not args.skip_before:
+            tree, link = tmp / "before-tree", tmp / "before-path"
+            subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(tree), args.before],
+                           check=True)
+            try:
+                link.mkdir()
+                (link / "smie").symlink_to(tree)
+                results["before"] = run_grid(f"before {args.before}", link, visuals, text, tmp / "before", methods,
+                                             None, None)
+            finally:
+                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], check=False)
+        here = tmp / "here-path"
+        here.mkdir()
+        (here / "smie").symlink_to(REPO)
+        results["after-j1"] = run_grid("after --jobs 1", here, visuals, text, tmp / "after1", methods, 1, 1)
+        results["after"] = run_grid("after (default)", here, visuals, text, tmp / "after", methods, None, None)
+        print("\nper method, seconds summed over folds:")
+        print(f"{'method':<16}" + "".join(f"{k:>14}" for k in results) + f"{'ZSL ' + ' / '.join(results):>40}")
+        for m in methods:
+            secs = [r["runs"][r["runs"].method == m].seconds.sum() for r in results.values()]
+            zsl = [100 * r["runs"][r["runs"].method == m].zsl.mean() for r in results.values()]
+            print(f"{m:<16}" + "".join(f"{s:14.1f}" for s in secs) + f"{' / '.join(f'{z:.1f}' for z in zsl):>40}")
+        print("\nprofile of the --jobs 1 grid (seconds summed over folds; other = read/write/plots):")
+        print("\n".join(profile(results["after-j1"]["out"], methods)))
+        walls = {k: r["wall"] for k, r in results.items()}
+        if "before" in walls:
+            print(f"\nspeed-up: --jobs 1 {walls['before'] / walls['after-j1']:.2f}x, default jobs "
+                  f"{walls['before'] / walls['after']:.2f}x (before {walls['before']:.0f} s, after "
+                  f"{walls['after']:.0f} s)")
+        if not args.no_flops:
+            rate, cores = matmul_rate(), len(os.sched_getaffinity(0))
+            flops = flops_per_run(visuals[0], text, methods, tmp / "flops")
+            total = sum(flops.values()) * len(visuals)
+            floor = total / (rate * 1e9 * cores)
+            print(f"\nFLOP floor: {total / 1e12:.2f} TFLOP of matmuls for the grid; single-thread matmul "
+                  f"{rate:.0f} GFLOP/s x {cores} cores -> {floor:.0f} s (after: {walls['after']:.0f} s, "
+                  f"{walls['after'] / floor:.1f}x the floor)")
+            for m in methods:
+                print(f"  {m:<16} {flops[m] / 1e9:9.1f} GFLOP per run")
+    print(f"load average at end: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
