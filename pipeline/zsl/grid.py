@@ -53,7 +53,8 @@ def run_grid(tasks: list[tuple], jobs: int, finished=None) -> list[dict]:
     from concurrent.futures import ProcessPoolExecutor, as_completed
     import multiprocessing
 
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=worker_init,
+                             initargs=(os.getpid(),)) as pool:
         futures = [pool.submit(run_one, *task) for task in tasks]
         for future in as_completed(futures):
             finished(future.result())
@@ -93,3 +94,16 @@ def run_one(cfg, method: str, visual: Path, spec: str | None, split_id: str, see
     return dict(method=method, split=split_id, seed=seed, seconds=time.perf_counter() - start, run=str(rel),
                 fresh=fresh, kinds="+".join(used["kinds_used"]), epochs=used["epochs_used"],
                 **{k: float(metric(metrics, p)) for k, p in METRICS})
+
+
+def worker_init(parent: int) -> None:
+    """In each worker: exit as soon as the parent process is gone (a killed ``compare`` leaves no orphans that
+    would run on, holding its output pipes)."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
