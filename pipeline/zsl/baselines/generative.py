@@ -61,7 +61,8 @@ class LatentClassifierStage(nn.Module):
 
     @torch.no_grad()
     def finalize(self, train, class_sem: torch.Tensor) -> None:
-        """Store ``seen_per_class`` noisy latents per training class (repeating samples as CADA-VAE does)."""
+        """Store ``seen_per_class`` noisy latents per training class (repeating samples as CADA-VAE does; each
+        sample is encoded once and its latent Gaussian repeated, the noise drawn per copy)."""
         was = self.training
         self.eval()
         gen = torch.Generator(device="cpu").manual_seed(self.seed)
@@ -70,12 +71,11 @@ class LatentClassifierStage(nn.Module):
         zs, ys = [], []
         if self.seen_per_class > 0:
             for k in labels.unique().tolist():
-                feats = visual[labels == k]
-                reps = -(-self.seen_per_class // feats.shape[0])
-                feats = feats.repeat(reps, 1)[: self.seen_per_class]
-                mu, lv = self.encode_visual(feats)
+                mu, lv = self.encode_visual(visual[labels == k])
+                reps = -(-self.seen_per_class // mu.shape[0])
+                mu, lv = mu.repeat(reps, 1)[: self.seen_per_class], lv.repeat(reps, 1)[: self.seen_per_class]
                 zs.append(reparameterize(mu, lv, gen))
-                ys.append(torch.full((feats.shape[0],), k, dtype=torch.long, device=dev))
+                ys.append(torch.full((mu.shape[0],), k, dtype=torch.long, device=dev))
         self.seen_z = torch.cat(zs) if zs else torch.zeros(0, self.latent, device=dev)
         self.seen_y = torch.cat(ys) if ys else torch.zeros(0, dtype=torch.long, device=dev)
         self.seen_sem = class_sem.detach().clone()
@@ -109,9 +109,8 @@ class LatentClassifierStage(nn.Module):
             if seen is not None and self.seen_per_class > 0 and bool((self.seen_y == seen).any()):
                 z = self.seen_z[self.seen_y == seen]
             else:
-                rows = class_sem[k: k + 1].repeat(per_unseen, 1)
-                mu, lv = self.encode_text(rows)
-                z = reparameterize(mu, lv, gen)
+                mu, lv = self.encode_text(class_sem[k: k + 1])
+                z = reparameterize(mu.expand(per_unseen, -1), lv.expand(per_unseen, -1), gen)
             zs.append(z)
             ys.append(torch.full((z.shape[0],), k, dtype=torch.long, device=z.device))
         clf = train_latent_classifier(torch.cat(zs), torch.cat(ys), class_sem.shape[0], self.cls_epochs,
