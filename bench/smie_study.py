@@ -13,7 +13,8 @@ tests. The other test columns are a diagnosis, never a selection.
 Variants (the official setting first): SMIE as released (lr 1e-5, 100 epochs, roll-by-one negatives, temporal
 on), the same without the temporal constraint, lr 1e-4 and 1e-3, 300 epochs, the next different-class sample
 as the negative, the label template "a person is {}" (needs ``--template-text``), the ``paper`` masking
-(keyframes removed, no random drop; re-extracted per fold with both backbones into ``--out``), and smie-fusion
+(keyframes removed, no random drop; re-extracted per fold with both backbones into ``--out``) with the temporal
+margin alpha (0.01, 0.1, 0.5: the paper's PKU, NTU-60, NTU-120 values) and weight lambda (0.5, 1), and smie-fusion
 on the released and on the paper masking.
 
     python bench/smie_study.py --bench .dev/msr10 --out .dev/study10 --jobs 2 [--template-text t.h5]
@@ -38,6 +39,9 @@ VARIANTS = {
     "paper masking, no temporal, lr 1e-4": ("smie-notemporal", {"lr": 1e-4, "masking": "paper"}, ()),
     "paper masking, diff-class negatives, lr 1e-4": ("smie", {"lr": 1e-4, "masking": "paper"},
                                                      ("negatives='roll-diff-class'",)),
+    "paper masking, lr 1e-4, alpha 0.01": ("smie", {"lr": 1e-4, "masking": "paper"}, ("alpha=0.01",)),
+    "paper masking, lr 1e-4, alpha 0.5": ("smie", {"lr": 1e-4, "masking": "paper"}, ("alpha=0.5",)),
+    "paper masking, lr 1e-4, lambda 1": ("smie", {"lr": 1e-4, "masking": "paper"}, ("lam=1.0",)),
     "smie-fusion": ("smie-fusion", {}, ()),
     "smie-fusion, paper masking": ("smie-fusion", {"masking": "paper"}, ()),
 }
