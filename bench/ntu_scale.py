@@ -6,9 +6,9 @@ actions (so the ntu120 class table applies), 25 joints, 1 body (2 for the mutual
 frame counts log-normal around 70 clipped to 30-300 (as NTU's). Then it runs ``smie prepare --workers W`` as a
 child process and reports files/s, peak RSS (the whole process tree, sampled from /proc, and the largest single
 process from ``getrusage(RUSAGE_CHILDREN)``) and the cache size, extrapolated to NTU-120's 114,480 files with a
-verdict for a 24 GB machine. Last, ``smie extract-visual`` over one shard of the cache (``--extract-shard``,
-default 1/20) with a randomly initialised ST-GCN checkpoint built by the project's ``save_checkpoint``, reporting
-sequences/s and peak RSS. The load average is printed at start and end, so the figures can be read against it.
+verdict for a 24 GB machine. Last, extract-visual (its pipeline function, which takes a shard) over one
+shard of the cache (``--extract-shard``, default 0/20, the first twentieth) with a randomly initialised ST-GCN
+checkpoint built by the project's ``save_checkpoint``, reporting sequences/s and peak RSS. The load average is printed at start and end, so the figures can be read against it.
 
     OMP_NUM_THREADS=1 python bench/ntu_scale.py                 # 20,000 files, 2 workers
     OMP_NUM_THREADS=1 python bench/ntu_scale.py --n 2000 --workers 1 --dir /tmp/ntu-bench

@@ -131,11 +131,12 @@ def _reblock(chunks: Iterable[SkeletonSet], rows: int) -> Iterator[SkeletonSet]:
         if part.num_samples:
             buf.append(part)
             have += part.num_samples
-        while have >= rows:
-            whole = _concat(buf)
-            yield whole.subset(np.arange(rows))
-            rest = whole.subset(np.arange(rows, have))
-            buf, have = ([rest] if rest.num_samples else []), rest.num_samples
+        if have >= rows:
+            whole, full = _concat(buf), have - have % rows
+            for start in range(0, full, rows):
+                yield whole.subset(np.arange(start, start + rows))
+            buf = [whole.subset(np.arange(full, have))] if have > full else []
+            have -= full
     if have:
         yield _concat(buf)
 

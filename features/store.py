@@ -140,6 +140,13 @@ def check_header(f: h5py.File, path: str | os.PathLike, encoding_type: str, sche
         )
 
 
+def partial_path(path: str | os.PathLike) -> Path:
+    """The deterministic temporary file beside ``path`` that an unfinished, resumable write lives in
+    (``.NAME.partial``: ``smie prepare``, ``smie extract-visual``)."""
+    p = Path(path)
+    return p.with_name(f".{p.name}.partial")
+
+
 def open_checked(path: str | os.PathLike, encoding_type: str, schema_version: int, mode: str = "r") -> h5py.File:
     """Open an smie cache and check its type and version; raise :class:`CacheError` naming the file."""
     p = Path(path)
@@ -149,8 +156,8 @@ def open_checked(path: str | os.PathLike, encoding_type: str, schema_version: in
         f = h5py.File(p, mode)
     except OSError as exc:
         if p.name.endswith(".partial"):
-            raise CacheError(p, "is the unfinished partial of an interrupted write (smie prepare or "
-                                "extract-visual), not a cache; rerun that command to finish it") from None
+            raise CacheError(p, "is the unfinished partial of an interrupted smie prepare, not a cache; rerun "
+                                "that command to finish it") from None
         raise CacheError(p, f"cannot be read as HDF5 ({exc})") from None
     try:
         check_header(f, p, encoding_type, schema_version)

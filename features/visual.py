@@ -35,6 +35,7 @@ from smie.features.store import (
     CacheError,
     atomic_path,
     check_header,
+    partial_path,
     read_provenance,
     read_strings,
     require,
@@ -124,12 +125,6 @@ class VisualCache:
         out = {k: getattr(self, k) for k in (*_JSON_ATTRS, *_STR_ATTRS, "shard", "class_names")}
         out.update(num_samples=self.num_samples, feature_dim=self.feature_dim, views=self.views)
         return out
-
-
-def partial_path(path: str | os.PathLike) -> Path:
-    """The deterministic temporary file beside ``path`` that an unfinished write lives in."""
-    p = Path(path)
-    return p.with_name(f".{p.name}.partial")
 
 
 def _open(path: Path) -> h5py.File:

@@ -18,7 +18,6 @@ partial, so a rerun continues.
 from __future__ import annotations
 
 import hashlib
-import json
 import multiprocessing
 from collections import deque
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from smie.features.skeletons import SkeletonSet, write_skeleton_stream
-from smie.features.store import SmieError, file_sha256, provenance
+from smie.features.store import SmieError, file_sha256, provenance, text_sha256, to_json
 from smie.pipeline.data.layouts import get_layout
 from smie.pipeline.data.prepare_partial import Partial
 from smie.pipeline.data.preprocess import preprocess_sample
@@ -144,7 +143,7 @@ def prepare(cfg: PrepareConfig) -> PrepareResult:
     layout = get_layout(source.layout)
     settings = cache_settings(cfg)
     digest = input_digest(cfg.input, cfg.labels)
-    key = hashlib.sha256(json.dumps([settings, digest], sort_keys=True, default=str).encode()).hexdigest()
+    key = text_sha256(to_json([settings, digest]))
     part = Partial(cfg.out, key, resume=cfg.resume)
     seen = set(part.sample_ids())
     bar = tqdm(total=len(source.items), initial=part.items_done, desc=f"prepare {cfg.format}", unit="item",

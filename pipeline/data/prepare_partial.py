@@ -20,7 +20,7 @@ from typing import Iterator
 import numpy as np
 
 from smie.features.skeletons import SkeletonSet
-from smie.features.store import SmieError
+from smie.features.store import SmieError, atomic_path, partial_path
 
 PROGRESS_FORMAT = "smie.prepare.progress"
 PROGRESS_VERSION = 1
@@ -29,7 +29,7 @@ PROGRESS_VERSION = 1
 def partial_paths(out: str | os.PathLike) -> tuple[Path, Path]:
     """``(.NAME.partial, .NAME.progress.json)`` beside the target ``out``."""
     p = Path(out)
-    return p.with_name(f".{p.name}.partial"), p.with_name(f".{p.name}.progress.json")
+    return partial_path(p), p.with_name(f".{p.name}.progress.json")
 
 
 def encode_chunk(rows: list[tuple]) -> tuple[bytes, list[str]]:
@@ -110,10 +110,9 @@ class Partial:
             os.fsync(fh.fileno())
         self.chunks.append(dict(offset=offset, size=len(blob), crc32=zlib.crc32(blob), rows=len(rows),
                                 items_end=items_end, skipped=[list(s) for s in skipped], columns=columns))
-        tmp = self.record.with_name(self.record.name + ".tmp")
-        tmp.write_text(json.dumps(dict(format=PROGRESS_FORMAT, version=PROGRESS_VERSION, key=self.key,
-                                       chunks=self.chunks)))
-        os.replace(tmp, self.record)
+        with atomic_path(self.record) as tmp:
+            tmp.write_text(json.dumps(dict(format=PROGRESS_FORMAT, version=PROGRESS_VERSION, key=self.key,
+                                           chunks=self.chunks)))
 
     def _load(self, fh, chunk: dict) -> dict[str, np.ndarray]:
         fh.seek(chunk["offset"])
