@@ -124,7 +124,8 @@ def tail_stages(cfg, workdir: Path, num_classes: int) -> list[Stage]:
               options={"kinds": "--kind"}),
         Stage("fit-estimator", "fit-estimator", fit, fit_estimator, (fit.out / "metrics.json", fit.out),
               "SMIE run directory: `metrics.json` (ZSL and GZSL), `model.pt`, `per_class.csv`, `confusion.png`, "
-              "`top5.png`, `summary.txt`.", deps=("extract-visual", "embed-labels"), options={"kinds": "--kind"}),
+              "`top5.png`, `curves.png` (validation and test per epoch), `summary.txt`.",
+              deps=("extract-visual", "embed-labels"), options={"kinds": "--kind"}),
         Stage("fit-baseline", "fit-baseline", base, fit_baseline, (base.out / "metrics.json", base.out),
               f"Baseline `{cfg.baseline}` trained on the same caches with the same protocol; same files as SMIE's.",
               deps=("extract-visual", "embed-labels"), options={"name": "", "kinds": "--kind"}),
@@ -150,7 +151,7 @@ def results_table(stages: list[Stage]) -> tuple[str, dict, list[Path]]:
         run = st.outputs[1]
         metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
         rows.append(_row("smie" if st.command == "fit-estimator" else st.config.name, metrics))
-        plots += [p for p in (run / "confusion.png", run / "top5.png") if p.exists()]
+        plots += [p for p in (run / "confusion.png", run / "top5.png", run / "curves.png") if p.exists()]
     split = next((st.config.split for st in stages if st.command == "pretrain-backbone"), "")
     run0 = next(st.outputs[1] for st in stages if st.command == "fit-estimator")
     unseen = len((run0 / "per_class.csv").read_text(encoding="utf-8").splitlines()) - 1

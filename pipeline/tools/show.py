@@ -216,7 +216,7 @@ def show(cfg: ShowConfig) -> Path:
     if cfg.run is not None and (cfg.visual is None) == (cfg.backbone is None):
         raise SmieError("--run needs the sample's features: give either --visual VISUAL.h5 or --backbone BACKBONE.pt")
     module = binfo = None
-    if cfg.backbone is not None and cfg.run is not None:
+    if cfg.backbone is not None:  # its preprocessing applies to raw files, with or without --run
         from smie.pipeline.visual.backbones import load_backbone
 
         module, binfo = load_backbone(cfg.backbone, "cpu")  # one sequence per panel: the CPU is enough

@@ -163,7 +163,7 @@ def _metrics(split, res: dict, counts: dict) -> dict:
     val, tst = res["validation"], res["test"]
     out = dict(method="smie", split=split.id, setting=val["setting"], counts=counts,
                selection=dict(rule="best val_unseen ZSL top-1 over epochs > warmup; setting by the same value",
-                              **{k: val[k] for k in ("epoch", "val_acc", "val_per_class_acc")},
+                              **{k: val[k] for k in ("epoch", "val_acc", "val_per_class_acc", "first_eligible")},
                               **{k: val[k] for k in ("gamma", "gate_threshold", "val_gzsl") if k in val}),
                zsl=dict(selected=tst["selected"], last=tst["last"], oracle=tst["oracle"]),
                curves=dict(val_acc=val["curve"], test_acc=tst["curve"], val_loss=val["losses"],
@@ -282,7 +282,8 @@ def run_stage_two(config, *, method: str, model_factory, settings: list[dict], v
                       metrics=metrics, model=model, model_config=model.config, info=info,
                       test_scores=tst["test_scores"], test_targets=tst["test_targets"],
                       test_class_ids=list(sp.unseen), class_names=vc.class_names,
-                      test_sample_ids=[vc.sample_ids[i] for i in tst["test_rows"]])
+                      test_sample_ids=[vc.sample_ids[i] for i in tst["test_rows"]],
+                      installed_as=out / split_slug(sp.id) if len(splits) > 1 else out)
             runs.append(metrics)
         table, summary = _tables(runs), _summary(runs)
         final = parent / "run" if len(splits) == 1 else parent

@@ -27,7 +27,7 @@ def _pyplot():
 
 
 def confusion_png(path: str | os.PathLike, targets: np.ndarray, preds: np.ndarray, class_names: list[str],
-                  title: str = "") -> None:
+                  title: str = "", prov: dict | None = None) -> None:
     """Row-normalised confusion matrix of ``targets``/``preds`` (N,) over ``class_names`` (K,)."""
     plt = _pyplot()
     K = len(class_names)
@@ -48,12 +48,12 @@ def confusion_png(path: str | os.PathLike, targets: np.ndarray, preds: np.ndarra
     ax.set_ylabel("true")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, metadata=png_metadata(prov) if prov else None)
     plt.close(fig)
 
 
 def top5_png(path: str | os.PathLike, scores: np.ndarray, targets: np.ndarray, class_names: list[str],
-             sample_ids: list[str], count: int = 4) -> None:
+             sample_ids: list[str], count: int = 4, prov: dict | None = None) -> None:
     """Bar charts of the five highest softmax scores (over the classes scored) for ``count`` samples,
     the true class highlighted; samples are taken evenly across the test set so several classes appear."""
     plt = _pyplot()
@@ -71,7 +71,7 @@ def top5_png(path: str | os.PathLike, scores: np.ndarray, targets: np.ndarray, c
         ax.set_xlim(0, 1)
         ax.set_title(f"{sample_ids[i][:30]}\ntrue: {class_names[targets[i]][:30]}", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, metadata=png_metadata(prov) if prov else None)
     plt.close(fig)
 
 

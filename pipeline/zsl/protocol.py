@@ -180,7 +180,7 @@ def validate(make_model: Callable, setting: dict, data: StageData, split, opts: 
     epoch = track["kept"]["epoch"]
     out = dict(setting=setting, epoch=epoch, val_acc=track["curve"][epoch],
                val_per_class_acc=track["per_class"][epoch], curve=track["curve"], losses=track["losses"],
-               timing=track["timing"])
+               first_eligible=_first_eligible(opts), timing=track["timing"])
     if gzsl:
         model.load_state_dict(track["kept"]["state"])
         rows = np.concatenate([_rows(data, train_classes, [SEEN_VAL]), val_rows])

@@ -58,8 +58,12 @@ def install_dir(src: Path, out: Path) -> None:
 
 def write_run(out: str | os.PathLike, *, method: str, config: dict, metrics: dict, model: torch.nn.Module,
               model_config: dict, info: dict, test_scores: np.ndarray, test_targets: np.ndarray,
-              test_class_ids: list[int], class_names: tuple[str, ...], test_sample_ids: list[str]) -> Path:
+              test_class_ids: list[int], class_names: tuple[str, ...], test_sample_ids: list[str],
+              installed_as: str | os.PathLike | None = None) -> Path:
     """Write one run directory atomically (shared by SMIE and the baselines).
+
+    ``installed_as`` is where the directory will finally live when ``out`` is itself a staging path (the
+    pictures' provenance names it); default ``out``.
 
     ``test_scores`` (N, U) are the ZSL test scores over the unseen classes ``test_class_ids`` (indices into
     ``class_names``, the caches' class table), ``test_targets`` (N,) their column indices, ``test_sample_ids``
@@ -80,16 +84,16 @@ def write_run(out: str | os.PathLike, *, method: str, config: dict, metrics: dic
         names = [class_names[c] for c in test_class_ids]
         preds = np.asarray(test_scores).argmax(axis=1) if len(test_scores) else np.zeros(0, int)
         per_class_table(test_targets, preds, names, test_class_ids).to_csv(tmp / "per_class.csv", index=False)
-        title = f"{method} {info.get('split', {}).get('id', '')}: ZSL test, unseen classes"
-        confusion_png(tmp / "confusion.png", test_targets, preds, names, title)
-        top5_png(tmp / "top5.png", test_scores, test_targets, names, list(test_sample_ids))
+        prov = picture_provenance({}, run=str(installed_as or out))
+        prov["inputs"] = (config.get("provenance") or {}).get("inputs") or {}  # hashed when the run started
+        split_id = info.get("split", {}).get("id", "")
+        confusion_png(tmp / "confusion.png", test_targets, preds, names, f"{method} {split_id}: ZSL test, unseen "
+                      "classes", prov)
+        top5_png(tmp / "top5.png", test_scores, test_targets, names, list(test_sample_ids), prov=prov)
         if (metrics.get("curves") or {}).get("test_acc"):
-            prov = picture_provenance({}, run=str(out))
-            prov["inputs"] = (config.get("provenance") or {}).get("inputs") or {}  # hashed when the run started
-            warmup, epochs = config.get("warmup"), config.get("epochs")  # protocol._first_eligible's rule
-            first = warmup + 1 if isinstance(warmup, int) and isinstance(epochs, int) and 0 < warmup < epochs - 1 else 0
-            curves_png(tmp / "curves.png", metrics, f"{method} {info.get('split', {}).get('id', '')}: ZSL top-1 "
-                       "per epoch", prov, first_eligible=first)
+            first = int((metrics.get("selection") or {}).get("first_eligible", 0))
+            curves_png(tmp / "curves.png", metrics, f"{method} {split_id}: ZSL top-1 per epoch", prov,
+                       first_eligible=first)
         install_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
