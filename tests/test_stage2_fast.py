@@ -3,6 +3,7 @@
 - the latent classifier of the generative baselines (hand-written gradient and Adam) against the autograd loop
   of the SynSE/MSF/CADA-VAE codes, written out here as the reference;
 - the SMIE critic's factorised first layer against the critic on concatenated pairs;
+- class texts encoded once per class (MSF, SynSE, JPoSE, ReViSE, SMIE) against one encoding per sample;
 - the fused Adam against the plain one over a whole protocol run;
 - a compare grid on two worker processes against the same grid in one process.
 """
@@ -79,15 +80,132 @@ def test_factorised_critic_is_the_critic_on_concatenated_pairs(negatives):
     model = SMIEEstimator(D, E, hidden=(64, 32), negatives=negatives)
     visual, masked = torch.randn(B, D), torch.randn(B, D)
     labels = torch.randint(4, (B,))
-    sem = torch.randn(4, E)[labels]
-    got = model.mutual_information(visual, sem, labels, masked)
-    grads = torch.autograd.grad(sum(got), list(model.parameters()))
+    table = torch.randn(4, E)
+    sem = table[labels]
     want = reference_mi(model, visual, sem, labels, masked)
     want_grads = torch.autograd.grad(sum(want), list(model.parameters()))
-    for a, b in zip(got, want):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
-    for a, b in zip(grads, want_grads):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    for got in (model.mutual_information(visual, sem, labels, masked),
+                model.mutual_information(visual, table, labels, masked, sem_index=labels)):
+        grads = torch.autograd.grad(sum(got), list(model.parameters()))
+        for a, b in zip(got, want):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+        for a, b in zip(grads, want_grads):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def _batch(B=24, D=20, K=5, E=12, seed=0):
+    from smie.pipeline.zsl.fit import Batch
+
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(K, (B,), generator=g)
+    return Batch(torch.randn(B, D, generator=g), None, labels, torch.randn(K, E, generator=g))
+
+
+def _loss_and_grads(model, batch, reference=None):
+    torch.manual_seed(7)
+    loss = model.loss(batch) if reference is None else reference(model, batch)
+    return loss, torch.autograd.grad(loss, [p for p in model.parameters() if p.requires_grad], allow_unused=True)
+
+
+def _assert_same(got, want):
+    torch.testing.assert_close(got[0], want[0], atol=1e-5, rtol=1e-5)
+    for a, b in zip(got[1], want[1]):
+        if a is None or b is None:
+            assert a is None and b is None
+        else:
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def msf_rows(model, b):
+    """MSF's loss as its code computes it: the text encoder on each sample's class text."""
+    from smie.pipeline.zsl.baselines.vae import cycle_weights, kl_divergence, reparameterize
+
+    F = nn.functional
+    w = cycle_weights(int(model.step), model.cycle_length, model.cycle_base)
+    x, t = b.visual, F.normalize(b.class_sem[b.labels], dim=-1)
+    (mu_v, lv_v), (mu_t, lv_t) = model.enc_v(x), model.enc_t(t)
+    z_v, z_t = reparameterize(mu_v, lv_v), reparameterize(mu_t, lv_t)
+    loss = F.mse_loss(model.dec_v(z_v), x) + F.mse_loss(model.dec_t(z_t), t)
+    loss = loss + w["kl_visual"] * kl_divergence(mu_v, lv_v) + w["kl_text"] * kl_divergence(mu_t, lv_t)
+    return loss + w["cross"] * (F.mse_loss(model.dec_v(z_t), x) + F.mse_loss(model.dec_t(z_v), t))
+
+
+def synse_rows(model, b):
+    """SynSE's loss as its code computes it: the verb and noun encoders on each sample's class text."""
+    from smie.pipeline.zsl.baselines.synse import split_pos
+    from smie.pipeline.zsl.baselines.vae import cycle_weights, kl_divergence, reparameterize
+
+    mse = nn.functional.mse_loss
+    w = cycle_weights(int(model.step), model.cycle_length, model.cycle_base)
+    half, s = model.latent // 2, b.visual
+    verb, noun = split_pos(b.class_sem[b.labels])
+    mu_s, lv_s = model.enc_s(s)
+    z_s = reparameterize(mu_s, lv_s)
+    (mu_n, lv_n), (mu_v, lv_v) = model.enc_noun(noun), model.enc_verb(verb)
+    z_n, z_v = reparameterize(mu_n, lv_n), reparameterize(mu_v, lv_v)
+    rec = mse(model.dec_s(z_s), s) + mse(model.dec_noun(z_n), noun) + mse(model.dec_verb(z_v), verb)
+    kld = w["kl_visual"] * kl_divergence(mu_s, lv_s) + w["kl_text"] * (kl_divergence(mu_n, lv_n) +
+                                                                      kl_divergence(mu_v, lv_v))
+    cross = (mse(model.dec_noun(z_s[:, :half]), noun) + mse(model.dec_verb(z_s[:, half:]), verb)
+             + mse(model.dec_s(torch.cat([z_n, z_v], 1)), s))
+    return rec + kld + w["cross"] * cross
+
+
+@pytest.mark.parametrize("method,reference", [("msf", msf_rows), ("synse", synse_rows)])
+def test_class_texts_encoded_once_give_the_per_sample_loss(method, reference):
+    """MSF and SynSE encode each class text once and index the rows: same loss and gradients as the codes'
+    encoding of every sample's text (same noise draws: the seed is reset, and the draws keep their order)."""
+    from smie.pipeline.zsl.baselines import METHODS
+
+    torch.manual_seed(0)
+    model = METHODS[method](20, 12, latent=8, cycle_length=10)
+    batch = _batch()
+    model.step.fill_(29)
+    want = _loss_and_grads(model, batch, reference)
+    model.step.fill_(29)
+    _assert_same(_loss_and_grads(model, batch), want)
+
+
+def test_jpose_and_revise_class_texts_encoded_once():
+    """JPoSE and ReViSE against their per-sample losses, written out here as the codes compute them."""
+    import torch.nn.functional as F
+
+    from smie.pipeline.zsl.baselines.jpose import JPoSE
+    from smie.pipeline.zsl.baselines.losses import gaussian_mmd, hardest_triplet, multi_class_hinge
+    from smie.pipeline.zsl.baselines.revise import ReViSE
+
+    batch = _batch(E=16)
+    torch.manual_seed(0)
+    jpose = JPoSE(20, 16, out=6, text_hidden=10)
+
+    def jpose_rows(b):
+        with torch.no_grad():
+            cv, cn, cj = jpose._text(b.class_sem)
+            ids = [torch.unique(h, dim=0, return_inverse=True)[1][b.labels] for h in b.class_sem.split(8, dim=1)]
+        tv, tn, _ = jpose._text(b.class_sem[b.labels])
+        vv, vn, vj = jpose._visual(b.visual)
+        tj = F.normalize(jpose.joint_text(torch.cat([tv, tn], 1)), dim=-1)
+        m = jpose.margin
+        loss = multi_class_hinge(vv, tv, cv, m) + multi_class_hinge(vn, tn, cn, m)
+        loss = loss + jpose.triplet_weight * (hardest_triplet(vv, ids[0], m) + hardest_triplet(vn, ids[1], m))
+        return loss + multi_class_hinge(vj, tj, cj, m)
+
+    revise = ReViSE(20, 16, visual_hidden=12, hidden=8, out=6)
+
+    def revise_rows(b):
+        x = revise._prep(b.visual).detach().requires_grad_(True)
+        vh, vrec, vemb = revise.vis(x)
+        jac = torch.autograd.grad(vh.sum(), x, create_graph=True)[0]
+        vis_rec = ((vrec - x) ** 2).mean() + revise.gamma * jac.pow(2).sum().sqrt()
+        t = b.class_sem[b.labels]
+        th, trec, temb = revise.att(t)
+        with torch.no_grad():
+            class_emb = revise.att(b.class_sem)[2]
+        return multi_class_hinge(vemb, temb, class_emb, revise.margin) + vis_rec + ((trec - t) ** 2).mean() + \
+            gaussian_mmd(vh, th, revise.mmd_k)
+
+    for model, reference in ((jpose, jpose_rows), (revise, revise_rows)):
+        _assert_same(_loss_and_grads(model, batch), _loss_and_grads(model, batch, lambda m, b: reference(b)))
 
 
 def _run(tmp_path, name, method):

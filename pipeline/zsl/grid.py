@@ -22,6 +22,19 @@ METRICS = (("zsl", ("zsl", "selected", "acc")), ("zsl_last", ("zsl", "last", "ac
            ("h_gate", ("gzsl", "gate", "h")))
 
 
+RUN_SECONDS = {"devise": 2, "relationnet": 4, "revise": 5, "jpose": 4, "cadavae": 14, "synse": 8, "msf": 10,
+               "smie": 11, "smie-notemporal": 8, "smie-fusion": 40}
+"""Typical seconds of one run on an MSR fold (``bench/compare_cost.py``, one thread). They only order the queue:
+the longest runs start first, so no worker is left with a long run while the others idle at the end."""
+
+
+def longest_first(items: list[tuple]) -> list[int]:
+    """Positions of grid ``items`` (method first) in the order to start them: by :data:`RUN_SECONDS`, largest
+    first (a method not listed counts as the longest), ties in grid order."""
+    longest = max(RUN_SECONDS.values())
+    return sorted(range(len(items)), key=lambda i: -RUN_SECONDS.get(items[i][0], longest))
+
+
 def grid_jobs(jobs: int | None, device: str, n_runs: int) -> int:
     """Worker processes for a grid: ``jobs``, or by default the CPU cores this process may use (one on a GPU,
     which the runs would share), never more than the runs."""
@@ -40,7 +53,8 @@ def _has_cuda(device: str) -> bool:
 
 def run_grid(tasks: list[tuple], jobs: int, finished=None) -> list[dict]:
     """Results of :func:`run_one` for every task, in task order, on ``jobs`` worker processes (spawned, one
-    torch thread each) or in this process when ``jobs == 1``; ``finished(result)`` is called as each run ends
+    torch thread each, the longest runs queued first: :func:`longest_first`) or in this process when
+    ``jobs == 1``; ``finished(result)`` is called as each run ends
     (to record it for a resume). Every run trains with one torch thread either way, so the numbers do not
     depend on ``jobs``."""
     finished = finished or (lambda res: None)
@@ -55,10 +69,10 @@ def run_grid(tasks: list[tuple], jobs: int, finished=None) -> list[dict]:
 
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=worker_init,
                              initargs=(os.getpid(),)) as pool:
-        futures = [pool.submit(run_one, *task) for task in tasks]
-        for future in as_completed(futures):
+        futures = {i: pool.submit(run_one, *tasks[i]) for i in longest_first([task[1:] for task in tasks])}
+        for future in as_completed(futures.values()):
             finished(future.result())
-        return [future.result() for future in futures]
+        return [futures[i].result() for i in range(len(tasks))]
 
 
 def run_one(cfg, method: str, visual: Path, spec: str | None, split_id: str, seed: int,

@@ -67,15 +67,15 @@ class JPoSE(nn.Module):
         return vv, vn, F.normalize(self.joint_vis(torch.cat([vv, vn], 1)), dim=-1)
 
     def loss(self, batch) -> torch.Tensor:
+        kv, kn, kj = self._text(batch.class_sem)  # each class text once (Kt rows), then one row per sample
+        cv, cn, cj = kv.detach(), kn.detach(), kj.detach()
         with torch.no_grad():
-            cv, cn, cj = self._text(batch.class_sem)
             verb_ids = torch.unique(batch.class_sem[:, : batch.class_sem.shape[1] // 2], dim=0,
                                     return_inverse=True)[1][batch.labels]
             noun_ids = torch.unique(batch.class_sem[:, batch.class_sem.shape[1] // 2:], dim=0,
                                     return_inverse=True)[1][batch.labels]
-        tv, tn, _ = self._text(batch.class_sem[batch.labels])
+        tv, tn, tj = kv[batch.labels], kn[batch.labels], kj[batch.labels]
         vv, vn, vj = self._visual(batch.visual)
-        tj = F.normalize(self.joint_text(torch.cat([tv, tn], 1)), dim=-1)
         m = self.margin
         loss = multi_class_hinge(vv, tv, cv, m) + multi_class_hinge(vn, tn, cn, m)
         loss = loss + self.triplet_weight * (hardest_triplet(vv, verb_ids, m) + hardest_triplet(vn, noun_ids, m))

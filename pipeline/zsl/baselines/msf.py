@@ -85,9 +85,11 @@ class MSF(LatentClassifierStage):
         if self.training:
             self.step += 1
         x = batch.visual
-        t = F.normalize(batch.class_sem[batch.labels], dim=-1)
+        t_k = F.normalize(batch.class_sem, dim=-1)
+        t = t_k[batch.labels]
         mu_v, lv_v = self.enc_v(x)
-        mu_t, lv_t = self.enc_t(t)
+        mu_k, lv_k = self.enc_t(t_k)  # each class text once (Kt rows), then one row per sample
+        mu_t, lv_t = mu_k[batch.labels], lv_k[batch.labels]
         z_v, z_t = reparameterize(mu_v, lv_v), reparameterize(mu_t, lv_t)
         mse = F.mse_loss
         loss = mse(self.dec_v(z_v), x) + mse(self.dec_t(z_t), t)

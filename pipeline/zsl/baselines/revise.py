@@ -63,10 +63,10 @@ class ReViSE(nn.Module):
         jac = torch.autograd.grad(vh.sum(), x, create_graph=True)[0]
         vis_rec = ((vrec - x) ** 2).mean() + self.gamma * jac.pow(2).sum().sqrt()
         t = batch.class_sem[batch.labels]
-        th, trec, temb = self.att(t)
+        th_k, trec_k, temb_k = self.att(batch.class_sem)  # each class text once (Kt rows), then one row per sample
+        th, trec, temb = th_k[batch.labels], trec_k[batch.labels], temb_k[batch.labels]
         att_rec = ((trec - t) ** 2).mean()
-        with torch.no_grad():
-            class_emb = self.att(batch.class_sem)[2]
+        class_emb = temb_k.detach()
         return multi_class_hinge(vemb, temb, class_emb, self.margin) + vis_rec + att_rec + gaussian_mmd(
             vh, th, self.mmd_k)
 
