@@ -3,7 +3,9 @@
 - the latent classifier of the generative baselines (hand-written gradient and Adam) against the autograd loop
   of the SynSE/MSF/CADA-VAE codes, written out here as the reference;
 - the SMIE critic's factorised first layer against the critic on concatenated pairs;
-- class texts encoded once per class (MSF, SynSE, JPoSE, ReViSE, SMIE) against one encoding per sample;
+- class texts encoded once per class (MSF, SynSE, JPoSE, ReViSE, SMIE) against one encoding per sample, and
+  the generative losses without their zero-weighted terms against the codes' losses with every term;
+- smie's oneDNN Linear against nn.Linear;
 - the fused Adam against the plain one over a whole protocol run;
 - a compare grid on two worker processes against the same grid in one process.
 """
@@ -151,18 +153,36 @@ def synse_rows(model, b):
     return rec + kld + w["cross"] * cross
 
 
-@pytest.mark.parametrize("method,reference", [("msf", msf_rows), ("synse", synse_rows)])
-def test_class_texts_encoded_once_give_the_per_sample_loss(method, reference):
-    """MSF and SynSE encode each class text once and index the rows: same loss and gradients as the codes'
-    encoding of every sample's text (same noise draws: the seed is reset, and the draws keep their order)."""
+def cadavae_rows(model, b):
+    """CADA-VAE's loss as its code computes it: every term at every step, zero-weighted or not."""
+    from smie.pipeline.zsl.baselines.vae import kl_divergence, reparameterize, wasserstein
+
+    x, s, w = b.visual, b.class_sem[b.labels], model.weights()
+    (mu_v, lv_v), (mu_t, lv_t) = model.enc_v(x), model.enc_t(s)
+    z_v, z_t = reparameterize(mu_v, lv_v), reparameterize(mu_t, lv_t)
+    l1 = nn.functional.l1_loss
+    rec = l1(model.dec_v(z_v), x, reduction="sum") + l1(model.dec_t(z_t), s, reduction="sum")
+    cross = l1(model.dec_v(z_t), x, reduction="sum") + l1(model.dec_t(z_v), s, reduction="sum")
+    kld = (kl_divergence(mu_v, lv_v) + kl_divergence(mu_t, lv_t)) * x.shape[0]
+    return rec + w["beta"] * kld + w["cross"] * cross + w["distance"] * wasserstein(mu_v, lv_v, mu_t, lv_t).sum()
+
+
+@pytest.mark.parametrize("step", [3, 29])
+@pytest.mark.parametrize("method,reference", [("msf", msf_rows), ("synse", synse_rows), ("cadavae", cadavae_rows)])
+def test_generative_losses_match_the_codes(method, reference, step):
+    """The generative baselines encode each class text once and index the rows, and skip the terms whose
+    schedule weight is 0 (step 3: cross-reconstruction and KL off; step 29: all on): same loss and gradients as
+    the codes' loss on every sample's text with every term (same noise draws: the seed is reset, and the draws
+    keep their order)."""
     from smie.pipeline.zsl.baselines import METHODS
 
     torch.manual_seed(0)
-    model = METHODS[method](20, 12, latent=8, cycle_length=10)
+    options = dict(latent=8) if method == "cadavae" else dict(latent=8, cycle_length=10)
+    model = METHODS[method](20, 12, **options)
     batch = _batch()
-    model.step.fill_(29)
+    model.step.fill_(step)  # CADA-VAE: one step per epoch, so step 3 is in every warm-up's zero stretch but beta's
     want = _loss_and_grads(model, batch, reference)
-    model.step.fill_(29)
+    model.step.fill_(step)
     _assert_same(_loss_and_grads(model, batch), want)
 
 
@@ -245,3 +265,48 @@ def test_parallel_grid_gives_the_same_numbers_as_one_process(tmp_path):
         tables.append(pd.read_csv(tmp_path / f"cmp{jobs}" / "runs.csv").drop(columns="seconds"))
     pd.testing.assert_frame_equal(tables[0], tables[1])
     assert len(tables[0]) == 6
+
+
+def test_onednn_linear_is_nn_linear(monkeypatch):
+    """smie's Linear: nn.Linear's parameters and init; on CPU float32 above MIN_MACS its products (forward,
+    backward and double backward, ReViSE's case) go through oneDNN and agree with torch's to float rounding."""
+    from smie.pipeline.zsl import linear as L
+
+    monkeypatch.delenv("SMIE_MATMUL", raising=False)
+    torch.manual_seed(0)
+    ours = L.Linear(256, 512)
+    torch.manual_seed(0)
+    plain = nn.Linear(256, 512)
+    assert torch.equal(ours.weight, plain.weight) and torch.equal(ours.bias, plain.bias)
+    assert ours.state_dict().keys() == plain.state_dict().keys()
+    assert L.backend() == "onednn", "the oneDNN kernel is in every x86 CPU build of torch"
+    x = torch.randn(3, 32, 256, requires_grad=True)  # 96 x 256 x 512 multiply-adds, above MIN_MACS
+    calls, kernel = [], L._kernel()
+    monkeypatch.setattr(L, "_kernel", lambda: lambda *a: calls.append(1) or kernel(*a))
+    results = []
+    for layer in (ours, plain):
+        y = layer(x)
+        grads = torch.autograd.grad(y.pow(2).sum(), (x, layer.weight, layer.bias), create_graph=True)
+        second = torch.autograd.grad(sum(g.pow(2).sum() for g in grads), (x, layer.weight))
+        results.append((y, *grads, *second))
+    assert len(calls) >= 5, "the oneDNN path did not run forward, backward and double backward"
+    for a, b in zip(*results):
+        assert float((a - b).detach().norm() / b.detach().norm()) < 1e-5
+
+
+def test_onednn_linear_falls_back(monkeypatch):
+    """Small products, float64, column slices (copied to a dense layout) and SMIE_MATMUL=torch."""
+    from smie.pipeline.zsl import linear as L
+
+    w = torch.randn(512, 600)[:, :256]
+    x = torch.randn(64, 256)
+    torch.testing.assert_close(L.linear(x, w), x @ w.T, atol=1e-3, rtol=1e-4)
+    torch.testing.assert_close(L.mm(x.double(), w.T.double()), x.double() @ w.T.double())
+    monkeypatch.setattr(L, "_OneDNNLinear", None)  # any use of the oneDNN path would now fail
+    L.linear(torch.randn(4, 8), torch.randn(3, 8))
+    monkeypatch.setenv("SMIE_MATMUL", "torch")
+    assert L.backend() == "torch"
+    torch.testing.assert_close(L.linear(x, w), x @ w.T)
+    monkeypatch.setenv("SMIE_MATMUL", "fast")
+    with pytest.raises(ValueError, match="SMIE_MATMUL"):
+        L.backend()

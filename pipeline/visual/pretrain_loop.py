@@ -17,7 +17,6 @@ from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
-from smie.features.store import SmieError
 from smie.pipeline.device import resolve_device
 
 

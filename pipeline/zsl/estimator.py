@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from smie.features.store import SmieError
+from smie.pipeline.zsl.linear import Linear, linear
 
 NEGATIVES = ("roll", "roll-diff-class", "all", "all-diff-class")
 
@@ -80,9 +81,9 @@ class SMIEEstimator(nn.Module):
         self.alpha, self.lam, self.temporal, self.negatives = float(alpha), float(lam), bool(temporal), negatives
         self.score_chunk = int(score_chunk)
         h0, h1 = hidden
-        self.l0 = nn.Linear(visual_dim + sem_dim, h0)
-        self.l1 = nn.Linear(h0, h1)
-        self.l2 = nn.Linear(h1, 1)
+        self.l0 = Linear(visual_dim + sem_dim, h0)
+        self.l1 = Linear(h0, h1)
+        self.l2 = Linear(h1, 1)
 
     @staticmethod
     def ln(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -105,11 +106,11 @@ class SMIEEstimator(nn.Module):
         N, D = visual.shape
         K = sem.shape[0]
         w_v, w_s = self.l0.weight[:, :D], self.l0.weight[:, D:]
-        hs = sem @ w_s.T + self.l0.bias
+        hs = linear(sem, w_s, self.l0.bias)
         step = max(1, self.score_chunk // max(1, K * hs.shape[1]))
         out = []
         for start in range(0, N, step):
-            hv = visual[start:start + step] @ w_v.T
+            hv = linear(visual[start:start + step], w_v)
             h = F.relu(hv[:, None, :] + hs[None, :, :])
             out.append(self.l2(F.relu(self.l1(h))).squeeze(-1))
         return torch.cat(out, dim=0) if out else visual.new_zeros((0, K))
@@ -135,7 +136,7 @@ class SMIEEstimator(nn.Module):
         s = F.normalize(sem, dim=-1)
         D = v.shape[1]
         w_v, w_s = self.l0.weight[:, :D], self.l0.weight[:, D:]
-        hv, hs = v @ w_v.T, s @ w_s.T + self.l0.bias  # (B, H0), (B or K, H0)
+        hv, hs = linear(v, w_v), linear(s, w_s, self.l0.bias)  # (B, H0), (B or K, H0)
         if sem_index is not None:
             hs = hs[sem_index]
         B = v.shape[0]
@@ -144,7 +145,7 @@ class SMIEEstimator(nn.Module):
                 else next_other_class(labels)
             rows = [hv + hs, hv[other] + hs]
             if masked is not None:
-                rows.append(self.ln(masked) @ w_v.T + hs)
+                rows.append(linear(self.ln(masked), w_v) + hs)
             t = self._head(torch.cat(rows)).view(len(rows), B)
             t_pos, t_neg, weight = t[0], t[1], None
             t_masked = t[2] if masked is not None else None
@@ -154,7 +155,7 @@ class SMIEEstimator(nn.Module):
             weight = 1.0 - torch.eye(B, device=v.device, dtype=t_neg.dtype)
             if self.negatives == "all-diff-class":
                 weight = weight * (labels[:, None] != labels[None, :]).to(t_neg.dtype)
-            t_masked = None if masked is None else self._head(self.ln(masked) @ w_v.T + hs)
+            t_masked = None if masked is None else self._head(linear(self.ln(masked), w_v) + hs)
         ej, em = jsd_terms(t_pos, t_neg, weight)
         mi = ej - em
         if t_masked is None:

@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from smie.pipeline.zsl.baselines.generative import LatentClassifierStage
-from smie.pipeline.zsl.baselines.vae import GaussianEncoder, decoder, kl_divergence, ramp, reparameterize, wasserstein
+from smie.pipeline.zsl.baselines.vae import (GaussianEncoder, decoder, kl_divergence, ramp, reparameterize,
+                                               wasserstein, weighted_sum)
 from smie.pipeline.zsl.fit import adam
 
 WARMUP = {"beta": (0.25, 0, 93), "cross": (2.37, 21, 75), "distance": (8.13, 6, 22)}
@@ -77,7 +78,7 @@ class CADAVAE(LatentClassifierStage):
         z_v, z_t = reparameterize(mu_v, lv_v), reparameterize(mu_t, lv_t)
         l1 = nn.functional.l1_loss
         rec = l1(self.dec_v(z_v), x, reduction="sum") + l1(self.dec_t(z_t), s, reduction="sum")
-        cross = l1(self.dec_v(z_t), x, reduction="sum") + l1(self.dec_t(z_v), s, reduction="sum")
-        kld = (kl_divergence(mu_v, lv_v) + kl_divergence(mu_t, lv_t)) * x.shape[0]
-        dist = wasserstein(mu_v, lv_v, mu_t, lv_t).sum()
-        return rec + w["beta"] * kld + w["cross"] * cross + w["distance"] * dist
+        return rec + weighted_sum(
+            (w["beta"], lambda: (kl_divergence(mu_v, lv_v) + kl_divergence(mu_t, lv_t)) * x.shape[0]),
+            (w["cross"], lambda: l1(self.dec_v(z_t), x, reduction="sum") + l1(self.dec_t(z_v), s, reduction="sum")),
+            (w["distance"], lambda: wasserstein(mu_v, lv_v, mu_t, lv_t).sum()))

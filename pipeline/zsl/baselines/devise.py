@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from smie.pipeline.zsl.baselines.losses import ranking_hinge
+from smie.pipeline.zsl.linear import Linear
 
 
 class DeViSE(nn.Module):
@@ -23,7 +24,7 @@ class DeViSE(nn.Module):
         super().__init__()
         self.config = dict(visual_dim=int(visual_dim), sem_dim=int(sem_dim), margin=float(margin))
         self.margin = float(margin)
-        self.proj = nn.Linear(visual_dim, sem_dim)
+        self.proj = Linear(visual_dim, sem_dim)
 
     def _compat(self, visual: torch.Tensor, class_sem: torch.Tensor) -> torch.Tensor:
         return self.proj(visual) @ F.normalize(class_sem, dim=-1).T

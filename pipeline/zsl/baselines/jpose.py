@@ -22,13 +22,14 @@ from torch import nn
 from smie.pipeline.zsl.baselines.losses import hardest_triplet, multi_class_hinge
 from smie.pipeline.zsl.baselines.synse import split_pos
 from smie.pipeline.zsl.fit import adam
+from smie.pipeline.zsl.linear import Linear
 
 
 class _PosSpace(nn.Module):
     def __init__(self, visual_dim: int, text_dim: int, out: int, text_hidden: int):
         super().__init__()
-        self.vis = nn.Sequential(nn.Linear(visual_dim, out), nn.Tanh())
-        self.text = nn.Sequential(nn.Linear(text_dim, text_hidden), nn.Tanh(), nn.Linear(text_hidden, out), nn.ReLU())
+        self.vis = nn.Sequential(Linear(visual_dim, out), nn.Tanh())
+        self.text = nn.Sequential(Linear(text_dim, text_hidden), nn.Tanh(), Linear(text_hidden, out), nn.ReLU())
 
 
 class JPoSE(nn.Module):
@@ -46,8 +47,8 @@ class JPoSE(nn.Module):
         self.margin, self.triplet_weight, self.joint_wd = float(margin), float(triplet_weight), joint_weight_decay
         self.verb = _PosSpace(visual_dim, E, out, text_hidden)
         self.noun = _PosSpace(visual_dim, E, out, text_hidden)
-        self.joint_vis = nn.Sequential(nn.Linear(2 * out, out), nn.Tanh())
-        self.joint_text = nn.Sequential(nn.Linear(2 * out, out), nn.Tanh())
+        self.joint_vis = nn.Sequential(Linear(2 * out, out), nn.Tanh())
+        self.joint_text = nn.Sequential(Linear(2 * out, out), nn.Tanh())
 
     def configure_optimizer(self, opts) -> torch.optim.Optimizer:
         joint = list(self.joint_vis.parameters()) + list(self.joint_text.parameters())

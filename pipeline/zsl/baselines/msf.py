@@ -40,7 +40,8 @@ import torch.nn.functional as F
 
 from smie.features.store import SmieError
 from smie.pipeline.zsl.baselines.generative import GATES, LatentClassifierStage
-from smie.pipeline.zsl.baselines.vae import GaussianEncoder, cycle_weights, decoder, kl_divergence, reparameterize
+from smie.pipeline.zsl.baselines.vae import (GaussianEncoder, cycle_weights, decoder, kl_divergence, reparameterize,
+                                               weighted_sum)
 
 
 class MSF(LatentClassifierStage):
@@ -92,6 +93,6 @@ class MSF(LatentClassifierStage):
         mu_t, lv_t = mu_k[batch.labels], lv_k[batch.labels]
         z_v, z_t = reparameterize(mu_v, lv_v), reparameterize(mu_t, lv_t)
         mse = F.mse_loss
-        loss = mse(self.dec_v(z_v), x) + mse(self.dec_t(z_t), t)
-        loss = loss + w["kl_visual"] * kl_divergence(mu_v, lv_v) + w["kl_text"] * kl_divergence(mu_t, lv_t)
-        return loss + w["cross"] * (mse(self.dec_v(z_t), x) + mse(self.dec_t(z_v), t))
+        return mse(self.dec_v(z_v), x) + mse(self.dec_t(z_t), t) + weighted_sum(
+            (w["kl_visual"], lambda: kl_divergence(mu_v, lv_v)), (w["kl_text"], lambda: kl_divergence(mu_t, lv_t)),
+            (w["cross"], lambda: mse(self.dec_v(z_t), x) + mse(self.dec_t(z_v), t)))

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from smie.pipeline.zsl.fit import adam
+from smie.pipeline.zsl.linear import Linear
 
 
 class RelationNet(nn.Module):
@@ -29,10 +30,10 @@ class RelationNet(nn.Module):
         self.config = dict(visual_dim=int(visual_dim), sem_dim=int(sem_dim), hidden=int(hidden),
                            relation_hidden=int(relation_hidden), weight_decay=float(weight_decay))
         self.weight_decay = float(weight_decay)
-        self.embed = nn.Sequential(nn.Linear(sem_dim, hidden), nn.ReLU(), nn.Linear(hidden, visual_dim), nn.ReLU())
-        self.rel_visual = nn.Linear(visual_dim, relation_hidden)
-        self.rel_sem = nn.Linear(visual_dim, relation_hidden, bias=False)
-        self.rel_out = nn.Linear(relation_hidden, 1)
+        self.embed = nn.Sequential(Linear(sem_dim, hidden), nn.ReLU(), Linear(hidden, visual_dim), nn.ReLU())
+        self.rel_visual = Linear(visual_dim, relation_hidden)
+        self.rel_sem = Linear(visual_dim, relation_hidden, bias=False)
+        self.rel_out = Linear(relation_hidden, 1)
 
     def configure_optimizer(self, opts) -> torch.optim.Optimizer:
         return adam(self.parameters(), lr=opts.lr, weight_decay=self.weight_decay)

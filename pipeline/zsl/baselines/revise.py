@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from smie.pipeline.zsl.baselines.losses import gaussian_mmd, multi_class_hinge
+from smie.pipeline.zsl.linear import Linear
 
 
 class _AE(nn.Module):
@@ -27,12 +28,12 @@ class _AE(nn.Module):
         super().__init__()
         enc, dec = [], []
         for a, b in zip(dims[:-1], dims[1:]):
-            enc += [nn.Linear(a, b), nn.ReLU()]
+            enc += [Linear(a, b), nn.ReLU()]
         rev = dims[::-1]
         for i, (a, b) in enumerate(zip(rev[:-1], rev[1:])):
-            dec += [nn.Linear(a, b)] + ([nn.ReLU()] if i < len(rev) - 2 else [])
+            dec += [Linear(a, b)] + ([nn.ReLU()] if i < len(rev) - 2 else [])
         self.encoder, self.decoder = nn.Sequential(*enc), nn.Sequential(*dec)
-        self.head = nn.Sequential(nn.Linear(dims[-1], out), nn.Tanh())
+        self.head = nn.Sequential(Linear(dims[-1], out), nn.Tanh())
 
     def forward(self, x: torch.Tensor):
         h = self.encoder(x)

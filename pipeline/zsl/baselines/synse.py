@@ -26,7 +26,8 @@ import torch.nn.functional as F
 
 from smie.features.store import SmieError
 from smie.pipeline.zsl.baselines.generative import LatentClassifierStage
-from smie.pipeline.zsl.baselines.vae import GaussianEncoder, cycle_weights, decoder, kl_divergence, reparameterize
+from smie.pipeline.zsl.baselines.vae import (GaussianEncoder, cycle_weights, decoder, kl_divergence, reparameterize,
+                                               weighted_sum)
 
 
 def split_pos(class_sem: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,8 +90,8 @@ class SynSE(LatentClassifierStage):
         z_n, z_v = reparameterize(mu_n, lv_n), reparameterize(mu_v, lv_v)
         mse = F.mse_loss
         rec = mse(self.dec_s(z_s), s) + mse(self.dec_noun(z_n), noun) + mse(self.dec_verb(z_v), verb)
-        kld = w["kl_visual"] * kl_divergence(mu_s, lv_s) + w["kl_text"] * (
-            kl_divergence(mu_n, lv_n) + kl_divergence(mu_v, lv_v))
-        cross = (mse(self.dec_noun(z_s[:, :half]), noun) + mse(self.dec_verb(z_s[:, half:]), verb)
-                 + mse(self.dec_s(torch.cat([z_n, z_v], 1)), s))
-        return rec + kld + w["cross"] * cross
+        return rec + weighted_sum(
+            (w["kl_visual"], lambda: kl_divergence(mu_s, lv_s)),
+            (w["kl_text"], lambda: kl_divergence(mu_n, lv_n) + kl_divergence(mu_v, lv_v)),
+            (w["cross"], lambda: mse(self.dec_noun(z_s[:, :half]), noun) + mse(self.dec_verb(z_s[:, half:]), verb)
+             + mse(self.dec_s(torch.cat([z_n, z_v], 1)), s)))

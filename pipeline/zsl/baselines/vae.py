@@ -7,8 +7,12 @@ Shapes: features (B, D) or (B, E); latents (B, L).
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
+
+from smie.pipeline.zsl.linear import Linear, mm
 
 
 class GaussianEncoder(nn.Module):
@@ -16,10 +20,10 @@ class GaussianEncoder(nn.Module):
 
     def __init__(self, in_dim: int, latent: int, hidden: int = 0):
         super().__init__()
-        self.body = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU()) if hidden else nn.Identity()
+        self.body = nn.Sequential(Linear(in_dim, hidden), nn.ReLU()) if hidden else nn.Identity()
         width = hidden or in_dim
-        self.mu = nn.Linear(width, latent)
-        self.logvar = nn.Linear(width, latent)
+        self.mu = Linear(width, latent)
+        self.logvar = Linear(width, latent)
         _xavier(self)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -29,8 +33,8 @@ class GaussianEncoder(nn.Module):
 
 def decoder(latent: int, out_dim: int, hidden: int = 0, out_relu: bool = False) -> nn.Sequential:
     """z (B, latent) -> (B, out); SynSE's decoder is Linear+ReLU (``hidden=0, out_relu=True``)."""
-    layers: list[nn.Module] = [nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, out_dim)] if hidden else [
-        nn.Linear(latent, out_dim)
+    layers: list[nn.Module] = [Linear(latent, hidden), nn.ReLU(), Linear(hidden, out_dim)] if hidden else [
+        Linear(latent, out_dim)
     ]
     if out_relu:
         layers.append(nn.ReLU())
@@ -62,6 +66,19 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, gen: torch.Generator 
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(q || N(0, I)) summed over latent dims, averaged over the batch."""
     return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp()) / mu.shape[0]
+
+
+def weighted_sum(*terms: tuple[float, Callable[[], torch.Tensor]]) -> torch.Tensor | float:
+    """``sum(weight * term())`` over ``(weight, term)`` pairs, calling only the terms whose weight is not 0.
+
+    The schedules keep most terms at weight 0 for long stretches (SynSE/MSF's cross-reconstruction over the
+    first 1400 of each 1700 steps, CADA-VAE's warm-ups); a skipped term would only have added zeros to the
+    loss and its gradients, so the result is the same without its forward and backward passes."""
+    total: torch.Tensor | float = 0.0
+    for weight, term in terms:
+        if weight:
+            total = total + weight * term()
+    return total
 
 
 def wasserstein(mu1: torch.Tensor, lv1: torch.Tensor, mu2: torch.Tensor, lv2: torch.Tensor) -> torch.Tensor:
@@ -108,12 +125,12 @@ def train_latent_classifier(
         chunks = torch.randperm(M, generator=gen).to(z.device).split(batch_size) if batch_size > 0 else [None]
         for idx in chunks:
             x, target = (zb, y) if idx is None else (zb[idx], y[idx])
-            pre = param @ x.T  # (K, B): classes on the rows, so the softmax runs along contiguous memory
+            pre = mm(param, x.T)  # (K, B): classes on the rows, so the softmax runs along contiguous memory
             grad = torch.softmax(torch.relu(pre) if relu_output else pre, dim=0)
             grad[target, cols[: len(target)]] -= 1
             if relu_output:
                 grad *= pre > 0
-            g = (grad @ x) / len(target)  # (K, L+1)
+            g = mm(grad, x) / len(target)  # (K, L+1)
             step += 1
             exp_avg.lerp_(g, 1 - beta1)
             exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
