@@ -8,6 +8,7 @@ written to a temporary directory with the project's own writers.
 
 - ``before``: the grid with the code of ``--before`` (a git revision, checked out into a temporary worktree;
   default the last commit before the speed work), as it ran then (one process, torch's default threads);
+  further ``--before`` revisions are timed the same way and shown beside it;
 - ``after --jobs 1``: today's code, one process, one torch thread (what the algorithmic changes buy);
 - ``after``: today's code with its default ``--jobs`` (one single-threaded process per core).
 
@@ -17,7 +18,7 @@ per-epoch scoring; ``other`` is the run's remaining time (reading caches, writin
 plots). The FLOP floor counts every matmul FLOP of one run per method on fold 0
 (``torch.utils.flop_counter``), times the folds, over the measured single-thread matmul rate times the cores.
 
-    python bench/compare_cost.py [--benchmark .dev/msr10] [--folds 3] [--before REV] [--skip-before]
+    python bench/compare_cost.py [--benchmark .dev/msr10] [--folds 3] [--before REV ...] [--skip-before]
 """
 from __future__ import annotations
 
@@ -132,18 +133,24 @@ def profile(out: Path, methods) -> list[str]:
     return lines
 
 
-def matmul_rate() -> float:
-    """Single-thread float32 matmul GFLOP/s on 1024-wide operands (the MLPs' scale)."""
+def matmul_rate() -> dict[str, float]:
+    """Single-thread float32 matmul GFLOP/s on 1024-wide operands (the MLPs' scale): torch's own ``@`` (MKL)
+    and stage two's :func:`smie.pipeline.zsl.linear.mm` (oneDNN where available)."""
     import torch
+
+    from smie.pipeline.zsl.linear import mm
 
     torch.set_num_threads(1)
     a, b = torch.randn(512, 1024), torch.randn(1024, 1024)
-    for _ in range(3):
-        a @ b
-    t, reps = time.perf_counter(), 30
-    for _ in range(reps):
-        a @ b
-    return 2 * 512 * 1024 * 1024 * reps / (time.perf_counter() - t) / 1e9
+    rates = {}
+    for name, op in (("torch", torch.mm), ("smie", mm)):
+        for _ in range(3):
+            op(a, b)
+        t, reps = time.perf_counter(), 30
+        for _ in range(reps):
+            op(a, b)
+        rates[name] = 2 * 512 * 1024 * 1024 * reps / (time.perf_counter() - t) / 1e9
+    return rates
 
 
 def flops_per_run(visual: Path, text: Path, methods, work: Path) -> dict[str, float]:
@@ -171,7 +178,8 @@ def main() -> None:
     ap.add_argument("--benchmark", type=Path, default=None, help="smie benchmark directory with fold*/visual.h5")
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--methods", default=",".join(METHODS))
-    ap.add_argument("--before", default=BEFORE, help="git revision of the 'before' code")
+    ap.add_argument("--before", action="append", help=f"git revision of the 'before' code (default {BEFORE}; "
+                    "repeat it to time later revisions too, with their own default jobs)")
     ap.add_argument("--skip-before", action="store_true")
     ap.add_argument("--no-flops", action="store_true")
     args = ap.parse_args()
@@ -187,15 +195,14 @@ def main() -> None:
             visuals, text = synthetic_caches(tmp / "caches", args.folds)
             print(f"caches: synthetic, MSR-shaped, {args.folds} folds")
         results = {}
-        if not args.skip_before:
-            tree, link = tmp / "before-tree", tmp / "before-path"
-            subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(tree), args.before],
-                           check=True)
+        for i, rev in enumerate([] if args.skip_before else args.before or [BEFORE]):
+            tree, link = tmp / f"before-tree{i}", tmp / f"before-path{i}"
+            subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(tree), rev], check=True)
             try:
                 link.mkdir()
                 (link / "smie").symlink_to(tree)
-                results["before"] = run_grid(f"before {args.before}", link, visuals, text, tmp / "before", methods,
-                                             None, None)
+                results["before" if i == 0 else rev] = run_grid(f"before {rev}", link, visuals, text,
+                                                                tmp / f"before{i}", methods, None, None)
             finally:
                 subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], check=False)
         here = tmp / "here-path"
@@ -217,8 +224,10 @@ def main() -> None:
                   f"{walls['before'] / walls['after']:.2f}x (before {walls['before']:.0f} s, after "
                   f"{walls['after']:.0f} s)")
         if not args.no_flops:
-            rate, cores = matmul_rate(), len(os.sched_getaffinity(0))
-            print()
+            rates, cores = matmul_rate(), len(os.sched_getaffinity(0))
+            rate = max(rates.values())
+            print(f"\nsingle-thread float32 matmul: torch @ {rates['torch']:.0f} GFLOP/s, smie's linear "
+                  f"{rates['smie']:.0f} GFLOP/s; the floor uses the faster")
             flops = flops_per_run(visuals[0], text, methods, tmp / "flops")
             total = sum(flops.values()) * len(visuals)
             floor = total / (rate * 1e9 * cores)
