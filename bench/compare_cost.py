@@ -161,15 +161,23 @@ def flops_per_run(visual: Path, text: Path, methods, work: Path) -> dict[str, fl
 
     torch.set_num_threads(1)
     out = {}
-    for m in methods:
-        counter = FlopCounterMode(display=False)
-        try:
-            with counter:
-                fit_splits(BaselineConfig(m, visual, text, work / m, gzsl=True, device="cpu"))
-        except RuntimeError as exc:  # the counter cannot follow ReViSE's double backward (autograd.grad)
-            print(f"  {m}: FLOPs not countable ({str(exc).splitlines()[0][:80]}...)")
-            continue
-        out[m] = counter.get_total_flops()
+    saved = os.environ.get("SMIE_MATMUL")
+    os.environ["SMIE_MATMUL"] = "torch"  # the counter knows aten's matmuls, not the oneDNN kernel's
+    try:
+        for m in methods:
+            counter = FlopCounterMode(display=False)
+            try:
+                with counter:
+                    fit_splits(BaselineConfig(m, visual, text, work / m, gzsl=True, device="cpu"))
+            except RuntimeError as exc:  # the counter cannot follow ReViSE's double backward (autograd.grad)
+                print(f"  {m}: FLOPs not countable ({str(exc).splitlines()[0][:80]}...)")
+                continue
+            out[m] = counter.get_total_flops()
+    finally:
+        if saved is None:
+            os.environ.pop("SMIE_MATMUL", None)
+        else:
+            os.environ["SMIE_MATMUL"] = saved
     return out
 
 

@@ -310,3 +310,24 @@ def test_onednn_linear_falls_back(monkeypatch):
     monkeypatch.setenv("SMIE_MATMUL", "fast")
     with pytest.raises(ValueError, match="SMIE_MATMUL"):
         L.backend()
+
+
+def test_concat_linear_is_an_nn_linear_on_the_concatenation():
+    """SMIE's first layer keeps its weight as two column blocks: same init, same state_dict (loadable both
+    ways), same function as nn.Linear on concat(a, b)."""
+    from smie.pipeline.zsl.linear import ConcatLinear
+
+    torch.manual_seed(0)
+    ours = ConcatLinear(6, 10, 8)
+    torch.manual_seed(0)
+    plain = nn.Linear(16, 8)
+    state = ours.state_dict()
+    assert list(state) == list(plain.state_dict()) == ["weight", "bias"]
+    torch.testing.assert_close(state["weight"], plain.weight.detach(), rtol=0, atol=0)
+    a, b = torch.randn(5, 6), torch.randn(5, 10)
+    torch.testing.assert_close(ours(torch.cat((a, b), 1)), plain(torch.cat((a, b), 1)))
+    other = nn.Linear(16, 8)
+    ours.load_state_dict(other.state_dict())
+    torch.testing.assert_close(ours.weight, other.weight.detach(), rtol=0, atol=0)
+    plain.load_state_dict(ours.state_dict())
+    torch.testing.assert_close(plain.weight, other.weight, rtol=0, atol=0)

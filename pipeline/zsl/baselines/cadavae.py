@@ -74,7 +74,7 @@ class CADAVAE(LatentClassifierStage):
             self.step += 1
         mu_v, lv_v = self.enc_v(x)
         mu_k, lv_k = self.enc_t(batch.class_sem)  # each class text once (Kt rows), then one row per sample
-        mu_t, lv_t = mu_k[batch.labels], lv_k[batch.labels]
+        mu_t, lv_t = mu_k.index_select(0, batch.labels), lv_k.index_select(0, batch.labels)
         z_v, z_t = reparameterize(mu_v, lv_v), reparameterize(mu_t, lv_t)
         l1 = nn.functional.l1_loss
         rec = l1(self.dec_v(z_v), x, reduction="sum") + l1(self.dec_t(z_t), s, reduction="sum")

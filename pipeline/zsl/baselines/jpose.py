@@ -75,7 +75,7 @@ class JPoSE(nn.Module):
                                     return_inverse=True)[1][batch.labels]
             noun_ids = torch.unique(batch.class_sem[:, batch.class_sem.shape[1] // 2:], dim=0,
                                     return_inverse=True)[1][batch.labels]
-        tv, tn, tj = kv[batch.labels], kn[batch.labels], kj[batch.labels]
+        tv, tn, tj = (k.index_select(0, batch.labels) for k in (kv, kn, kj))
         vv, vn, vj = self._visual(batch.visual)
         m = self.margin
         loss = multi_class_hinge(vv, tv, cv, m) + multi_class_hinge(vn, tn, cn, m)

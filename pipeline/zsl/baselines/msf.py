@@ -90,7 +90,7 @@ class MSF(LatentClassifierStage):
         t = t_k[batch.labels]
         mu_v, lv_v = self.enc_v(x)
         mu_k, lv_k = self.enc_t(t_k)  # each class text once (Kt rows), then one row per sample
-        mu_t, lv_t = mu_k[batch.labels], lv_k[batch.labels]
+        mu_t, lv_t = mu_k.index_select(0, batch.labels), lv_k.index_select(0, batch.labels)
         z_v, z_t = reparameterize(mu_v, lv_v), reparameterize(mu_t, lv_t)
         mse = F.mse_loss
         return mse(self.dec_v(z_v), x) + mse(self.dec_t(z_t), t) + weighted_sum(

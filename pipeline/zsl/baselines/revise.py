@@ -65,7 +65,7 @@ class ReViSE(nn.Module):
         vis_rec = ((vrec - x) ** 2).mean() + self.gamma * jac.pow(2).sum().sqrt()
         t = batch.class_sem[batch.labels]
         th_k, trec_k, temb_k = self.att(batch.class_sem)  # each class text once (Kt rows), then one row per sample
-        th, trec, temb = th_k[batch.labels], trec_k[batch.labels], temb_k[batch.labels]
+        th, trec, temb = (k.index_select(0, batch.labels) for k in (th_k, trec_k, temb_k))
         att_rec = ((trec - t) ** 2).mean()
         class_emb = temb_k.detach()
         return multi_class_hinge(vemb, temb, class_emb, self.margin) + vis_rec + att_rec + gaussian_mmd(

@@ -86,7 +86,7 @@ class SynSE(LatentClassifierStage):
         mu_s, lv_s = self.enc_s(s)
         z_s = reparameterize(mu_s, lv_s)
         (mu_n, lv_n), (mu_v, lv_v) = self.enc_noun(noun_k), self.enc_verb(verb_k)  # each class once (Kt rows)
-        mu_n, lv_n, mu_v, lv_v = (t[batch.labels] for t in (mu_n, lv_n, mu_v, lv_v))
+        mu_n, lv_n, mu_v, lv_v = (t.index_select(0, batch.labels) for t in (mu_n, lv_n, mu_v, lv_v))
         z_n, z_v = reparameterize(mu_n, lv_n), reparameterize(mu_v, lv_v)
         mse = F.mse_loss
         rec = mse(self.dec_s(z_s), s) + mse(self.dec_noun(z_n), noun) + mse(self.dec_verb(z_v), verb)
