@@ -111,7 +111,7 @@ class SMIEEstimator(nn.Module):
         out = []
         for start in range(0, N, step):
             hv = linear(visual[start:start + step], w_v)
-            h = F.relu(hv[:, None, :] + hs[None, :, :])
+            h = (hv[:, None, :] + hs[None, :, :]).relu_()
             out.append(self.l2(F.relu(self.l1(h))).squeeze(-1))
         return torch.cat(out, dim=0) if out else visual.new_zeros((0, K))
 
