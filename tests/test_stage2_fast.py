@@ -331,3 +331,10 @@ def test_concat_linear_is_an_nn_linear_on_the_concatenation():
     torch.testing.assert_close(ours.weight, other.weight.detach(), rtol=0, atol=0)
     plain.load_state_dict(ours.state_dict())
     torch.testing.assert_close(plain.weight, other.weight, rtol=0, atol=0)
+
+
+def test_grid_queues_the_longest_runs_first():
+    from smie.pipeline.zsl.grid import longest_first
+
+    items = [("devise", "f0"), ("cadavae", "f0"), ("smie-fusion", "f0"), ("devise", "f1"), ("cadavae", "f1")]
+    assert longest_first(items) == [2, 1, 4, 0, 3]

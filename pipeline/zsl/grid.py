@@ -22,17 +22,17 @@ METRICS = (("zsl", ("zsl", "selected", "acc")), ("zsl_last", ("zsl", "last", "ac
            ("h_gate", ("gzsl", "gate", "h")))
 
 
-RUN_SECONDS = {"devise": 2, "relationnet": 4, "revise": 5, "jpose": 4, "cadavae": 14, "synse": 8, "msf": 10,
-               "smie": 11, "smie-notemporal": 8, "smie-fusion": 40}
-"""Typical seconds of one run on an MSR fold (``bench/compare_cost.py``, one thread). They only order the queue:
-the longest runs start first, so no worker is left with a long run while the others idle at the end."""
+RUN_SECONDS = {"devise": 1.3, "relationnet": 2.5, "revise": 3.9, "jpose": 2.0, "cadavae": 8.9, "synse": 5.1,
+               "msf": 6.4, "smie": 6.2, "smie-notemporal": 4.8}
+"""Seconds of one run on an MSR fold (``bench/compare_cost.py``'s ``--jobs 1`` profile, docs/performance.md).
+They only order the queue: the longest runs start first, so no worker is left with a long run while the others
+idle at the end. A method not listed (``smie-fusion``, which validates several settings) goes first."""
 
 
 def longest_first(items: list[tuple]) -> list[int]:
     """Positions of grid ``items`` (method first) in the order to start them: by :data:`RUN_SECONDS`, largest
-    first (a method not listed counts as the longest), ties in grid order."""
-    longest = max(RUN_SECONDS.values())
-    return sorted(range(len(items)), key=lambda i: -RUN_SECONDS.get(items[i][0], longest))
+    first (a method not listed first of all), ties in grid order."""
+    return sorted(range(len(items)), key=lambda i: -RUN_SECONDS.get(items[i][0], float("inf")))
 
 
 def grid_jobs(jobs: int | None, device: str, n_runs: int) -> int:
