@@ -265,8 +265,12 @@ def test_local_server_without_key_uses_placeholder(tmp_path, monkeypatch):
 
 
 _CHILD = """
+import signal
 import sys
 from pathlib import Path
+# Ctrl-C as in a terminal: a job started in the background by a non-interactive shell (CI scripts run with &)
+# inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from smie.prompts.expand import ExpandConfig, expand_labels
 expand_labels(ExpandConfig(model="fake", out=Path(sys.argv[1]), dataset="msr", base_url=sys.argv[2],
                            kinds=("action", "motion"), timeout=600.0, progress=False))
