@@ -11,7 +11,10 @@ tensors. This script times, on the same synthetic skeletons and a randomly initi
 - ``cached``: the same epochs of estimator training + per-epoch test scoring, from the tensors alone.
 
 The GCN runs under ``no_grad`` in the official path (the code computes it with a graph and ``detach``es,
-which is slower), so the ratio printed is conservative. Usage::
+which is slower), so the ratio printed is conservative. For the same reason both paths run on the allocator
+stage two sets up (``smie.pipeline.zsl.heap``: freed memory kept, no page faults per step), which speeds the GCN
+up more than the estimator; ``SMIE_HEAP=system`` runs both on glibc's defaults, as the official code runs.
+Usage::
 
     python bench/stage2_cost.py [--samples 512] [--epochs 2] [--device cpu]
 """
@@ -44,6 +47,10 @@ def run_bench(samples=512, test=128, epochs=2, batch_size=128, classes=10, sem_d
     from smie.pipeline.zsl.fit import FitOptions, TrainSet, train_method
     from smie.pipeline.visual.keyframes import masked_views
 
+    from smie.pipeline.zsl.heap import keep_freed_memory
+    from smie.pipeline.zsl.linear import backend
+
+    heap = keep_freed_memory()  # what train_method does; set first, so both paths run on the same allocator
     dev = torch.device(device)
     x, labels, sem = synthetic(samples, test, classes, sem_dim, seed)
     x_train, y_train, x_test = x[:samples], labels[:samples], x[samples:]
@@ -119,7 +126,8 @@ def run_bench(samples=512, test=128, epochs=2, batch_size=128, classes=10, sem_d
     sync()
     cached = time.perf_counter() - t0
     return dict(official=official, extract=extract, cached=cached, ratio=official / cached,
-                ratio_with_extract=official / (cached + extract), samples=samples, epochs=epochs, device=device)
+                ratio_with_extract=official / (cached + extract), samples=samples, epochs=epochs, device=device,
+                heap=heap, cpu_matmul=backend(), threads=torch.get_num_threads())
 
 
 def main(argv=None) -> dict:
@@ -133,7 +141,8 @@ def main(argv=None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     r = run_bench(a.samples, a.test, a.epochs, a.batch_size, views=a.views, device=a.device, seed=a.seed)
-    print(f"{r['samples']} training samples, {r['epochs']} epochs, device {r['device']}")
+    print(f"{r['samples']} training samples, {r['epochs']} epochs, device {r['device']}, {r['threads']} threads, "
+          f"cpu matmul {r['cpu_matmul']}, heap {r['heap']}")
     print(f"  official (GCN at every step): {r['official']:8.2f} s")
     print(f"  cached estimator experiment:  {r['cached']:8.2f} s   speed-up {r['ratio']:.0f}x")
     print(f"  one-off extraction:           {r['extract']:8.2f} s   "

@@ -88,10 +88,11 @@ class SMIEEstimator(nn.Module):
     @staticmethod
     def ln(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
         """``nn.LayerNorm(D, elementwise_affine=False)`` written out: on small CPU batches the fused kernel
-        stalls on its thread pool (milliseconds per call), the plain formula does not; same values."""
-        mean = x.mean(dim=-1, keepdim=True)
-        var = x.var(dim=-1, unbiased=False, keepdim=True)
-        return (x - mean) / torch.sqrt(var + eps)
+        stalls on its thread pool (milliseconds per call), and so does ``Tensor.var`` (160 us for 256 x 256,
+        where the centred square's mean takes 19 us); same values to float rounding."""
+        centred = x - x.mean(dim=-1, keepdim=True)
+        var = (centred * centred).mean(dim=-1, keepdim=True)
+        return centred / torch.sqrt(var + eps)
 
     def critic(self, visual: torch.Tensor, sem: torch.Tensor) -> torch.Tensor:
         """``T(v_i, s_i)`` for row-aligned pairs: (B, D) layer-normed, (B, E) normalised -> (B,)."""
@@ -128,29 +129,32 @@ class SMIEEstimator(nn.Module):
         ``sem[sem_index[i]]``.
 
         The critic's first layer is linear in ``concat(v, s)``, so it is computed as ``W_v v + (W_s s + b)``:
-        each visual row and each class text passes it once, and the positive, negative and masked pairs only
-        add those rows up, then go through the rest of the critic in one call. Same function as
+        each visual row and each class text passes it once (the visual and masked rows in one product), and
+        the positive, negative and masked pairs are one gather of those rows plus the text rows, which go
+        through the rest of the critic in one call. Same function as
         :meth:`critic` on each concatenated pair (``tests/test_stage2_fast.py``), with 40 % fewer FLOPs. Rows are
         gathered with ``index_select``, whose backward (``index_add``) costs a tenth of advanced indexing's on CPU.
         """
-        v = self.ln(visual)
+        B = visual.shape[0]
         s = F.normalize(sem, dim=-1)
         w_v = self.l0.weight_a
-        hv, hs = linear(v, w_v), linear(s, self.l0.weight_b, self.l0.bias)  # (B, H0), (B or K, H0)
+        hs = linear(s, self.l0.weight_b, self.l0.bias)  # (B or K, H0)
         if sem_index is not None:
             hs = hs.index_select(0, sem_index)
-        B = v.shape[0]
         if self.negatives in ("roll", "roll-diff-class"):
-            other = torch.roll(torch.arange(B, device=v.device), -1) if self.negatives == "roll" \
-                else next_other_class(labels)
-            rows = [hv + hs, hv.index_select(0, other) + hs]
-            if masked is not None:
-                rows.append(linear(self.ln(masked), w_v) + hs)
-            t = self._head(torch.cat(rows)).view(len(rows), B)
+            rows = torch.arange(B, device=visual.device)
+            other = torch.roll(rows, -1) if self.negatives == "roll" else next_other_class(labels)
+            if masked is None:
+                hv, pick = linear(self.ln(visual), w_v), (rows, other)
+            else:
+                hv, pick = linear(self.ln(torch.cat((visual, masked))), w_v), (rows, other, rows + B)
+            h0 = hv.index_select(0, torch.cat(pick)).view(len(pick), B, -1) + hs
+            t = self._head(h0)
             t_pos, t_neg, weight = t[0], t[1], None
             t_masked = t[2] if masked is not None else None
         else:
-            t_pos = self._head(hv + hs)
+            v = self.ln(visual)
+            t_pos = self._head(linear(v, w_v) + hs)
             t_neg = self._pairwise(v, s) if sem_index is None else self._pairwise(v, s).index_select(1, sem_index)
             weight = 1.0 - torch.eye(B, device=v.device, dtype=t_neg.dtype)
             if self.negatives == "all-diff-class":

@@ -25,6 +25,7 @@ from smie.pipeline.data.splits import Split, resolve_splits
 from smie.pipeline.device import resolve_device
 from smie.pipeline.zsl.estimator import NEGATIVES, SMIEEstimator
 from smie.pipeline.zsl.fit import FitOptions, semantic_matrix
+from smie.pipeline.zsl.heap import heap_mode
 from smie.pipeline.zsl.linear import backend as matmul_backend
 from smie.pipeline.zsl.protocol import StageData, check_split, repartition, run_protocol
 from smie.pipeline.zsl.report import metric
@@ -270,7 +271,7 @@ def run_stage_two(config, *, method: str, model_factory, settings: list[dict], v
             metrics["method"] = method
             metrics["timing"]["read_caches"] = round(read_seconds, 4)
             metrics["compute"] = dict(device=str(resolve_device(opts.device)), torch_threads=torch.get_num_threads(),
-                                      cpu_matmul=matmul_backend())
+                                      cpu_matmul=matmul_backend(), heap=heap_mode())
             tst = res["test"]
             model = tst["model"]
             info = dict(kinds=list(kinds), combine=combine, text_encoder=tc.encoder,

@@ -29,6 +29,7 @@ from torch import nn
 
 from smie.features.store import SmieError
 from smie.pipeline.device import resolve_device
+from smie.pipeline.zsl.heap import keep_freed_memory
 
 
 @dataclass
@@ -118,10 +119,12 @@ def train_method(model: nn.Module, trainset: TrainSet, opts: FitOptions,
     accepts (``finalize`` can cost more than the epoch, and is wasted on an epoch nobody scores). With
     ``epochs == 0`` only ``finalize`` runs. A method may define ``configure_optimizer(opts)``; the schedule
     scales each group's own initial lr. ``timing``, when given, accumulates seconds spent in ``steps``,
-    ``finalize`` and ``evaluate`` (``on_epoch``).
+    ``finalize`` and ``evaluate`` (``on_epoch``). The process keeps the memory it frees from here on
+    (:mod:`smie.pipeline.zsl.heap`).
     """
     device = resolve_device(opts.device)
     check_schedule(opts.schedule)
+    keep_freed_memory()
     if opts.epoch_steps is not None and opts.epoch_steps < 1:
         raise SmieError(f"epoch_steps must be >= 1 or None, got {opts.epoch_steps}")
     model.to(device)
@@ -137,6 +140,7 @@ def train_method(model: nn.Module, trainset: TrainSet, opts: FitOptions,
             group.setdefault("initial_lr", group["lr"])
     losses: list[float] = []
     stream = _batch_stream(N, opts.batch_size, gen)
+    flat_masked = None if data.masked is None else data.masked.reshape(-1, data.masked.shape[-1])
     clock = timing if timing is not None else {}
     for key in ("steps", "finalize", "evaluate"):
         clock.setdefault(key, 0.0)
@@ -156,9 +160,11 @@ def train_method(model: nn.Module, trainset: TrainSet, opts: FitOptions,
             idx = idx.to(device)
             masked = None
             if data.masked is not None:
-                view = torch.randint(data.masked.shape[1], (len(idx),), generator=gen).to(device)
-                masked = data.masked[idx, view]
-            loss = model.loss(Batch(data.visual[idx], masked, data.labels[idx], data.class_sem))
+                views = data.masked.shape[1]
+                view = torch.randint(views, (len(idx),), generator=gen).to(device)
+                masked = flat_masked.index_select(0, idx * views + view)
+            loss = model.loss(Batch(data.visual.index_select(0, idx), masked, data.labels.index_select(0, idx),
+                                    data.class_sem))
             if opt is not None and loss.requires_grad:
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
