@@ -10,6 +10,9 @@ spent on one core while the second waits. :func:`keep_freed_memory` raises both 
 so freed blocks are reused: the run's faults drop to start-up's. Values and results are untouched; the process
 keeps up to ``TRIM_BYTES`` of freed memory for reuse instead of handing it back.
 
+Stage one does not call it: a GCN's blocks are hundreds of megabytes, and keeping them fragmented the heap
+(2.6x the peak memory of an extraction); docs/performance.md gives the process-start setting that suits it.
+
 ``SMIE_HEAP=system`` in the environment leaves the allocator alone. Other C libraries (musl, macOS, Windows)
 are left alone too. :func:`heap_mode` says what a process does; ``metrics.json`` records it
 (``compute.heap``).
