@@ -140,6 +140,7 @@ def train_method(model: nn.Module, trainset: TrainSet, opts: FitOptions,
             group.setdefault("initial_lr", group["lr"])
     losses: list[float] = []
     stream = _batch_stream(N, opts.batch_size, gen)
+    views = 0 if data.masked is None else data.masked.shape[1]
     flat_masked = None if data.masked is None else data.masked.reshape(-1, data.masked.shape[-1])
     clock = timing if timing is not None else {}
     for key in ("steps", "finalize", "evaluate"):
@@ -160,7 +161,6 @@ def train_method(model: nn.Module, trainset: TrainSet, opts: FitOptions,
             idx = idx.to(device)
             masked = None
             if data.masked is not None:
-                views = data.masked.shape[1]
                 view = torch.randint(views, (len(idx),), generator=gen).to(device)
                 masked = flat_masked.index_select(0, idx * views + view)
             loss = model.loss(Batch(data.visual.index_select(0, idx), masked, data.labels.index_select(0, idx),

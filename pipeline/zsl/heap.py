@@ -4,8 +4,8 @@ A stage-two step allocates and frees the same few megabytes of activations and g
 ``malloc`` serves blocks above its mmap threshold (128 KiB, adapted up to the largest block freed so far) with
 fresh ``mmap`` pages and returns freed heap tops over its trim threshold to the kernel, so most of those
 megabytes come back as new pages that fault in, zero-filled, on first touch: ~1,850 faults (7.4 MB) an epoch in
-``bench/stage2_cost.py``'s SMIE run, 4.5 ms of kernel time on the project's VM, about an eighth of the epoch,
-spent on one core while the second waits. :func:`keep_freed_memory` raises both thresholds with ``mallopt``
+``bench/stage2_cost.py``'s SMIE run, about 4 ms of kernel time on the project's VM (4.5 ms per 8 MB measured),
+an eighth of the epoch, spent on one core while the second waits. :func:`keep_freed_memory` raises both thresholds with ``mallopt``
 (the documented ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` tunables, set from inside the process),
 so freed blocks are reused: the run's faults drop to start-up's. Values and results are untouched; the process
 keeps up to ``TRIM_BYTES`` of freed memory for reuse instead of handing it back.
@@ -23,6 +23,8 @@ import ctypes
 import ctypes.util
 import os
 import sys
+
+from smie.features.store import SmieError
 
 MODES = ("keep", "system")
 MMAP_BYTES = 256 << 20
@@ -45,7 +47,7 @@ def keep_freed_memory() -> str:
         return _state["mode"]
     choice = os.environ.get("SMIE_HEAP", "keep").strip().lower() or "keep"
     if choice not in MODES:
-        raise ValueError(f"SMIE_HEAP must be one of {', '.join(MODES)}, got {choice!r}")
+        raise SmieError(f"SMIE_HEAP must be one of {', '.join(MODES)}, got {choice!r}")
     _state["mode"] = "keep" if choice == "keep" and _mallopt(_M_MMAP_THRESHOLD, MMAP_BYTES) \
         and _mallopt(_M_TRIM_THRESHOLD, TRIM_BYTES) else "system"
     return _state["mode"]
