@@ -1,30 +1,28 @@
-"""The visual cache (``smie.visual``, schema-version 1): everything stage two needs from the backbone.
+"""The visual cache (``smie.visual``, schema-versions 1 and 2): everything stage two needs from the backbone.
 
 Datasets: ``features`` (N, D) float32 from whole sequences, ``masked`` (N, W, D) float32 from W keyframe-masked
-views, ``labels`` (N,) int64, ``sample_ids`` (N,) str, ``partition`` (N,) int8 (codes of
-``smie.pipeline.data.splits.PARTITIONS``), ``class_names`` (K,) str. Root attributes (JSON where structured):
-``split``, ``masking``, ``partition-settings``, ``backbone-sha256``, ``backbone-arch``, ``backbone-config``,
-``skeleton-sha256``, optional ``shard`` and ``provenance``. Spec: docs/cache-visual.md.
+views (W = 0 for imported features, which have none), ``labels`` (N,) int64, ``sample_ids`` (N,) str,
+``partition`` (N,) int8 (codes of ``smie.pipeline.data.splits.PARTITIONS``), ``class_names`` (K,) str. Root
+attributes (JSON where structured): ``split``, ``masking``, ``partition-settings``, ``backbone-sha256``,
+``backbone-arch``, ``backbone-config``, ``skeleton-sha256``, optional ``shard``, ``imported`` and
+``provenance``. Spec: docs/cache-visual.md.
 
 Writing is chunked and resumable: rows go to ``.<name>.partial`` beside the target, typed
-``smie.visual.partial`` with a ``rows-done`` count, and the file is renamed onto the target only when every row
-is written. A partial file is never readable as a cache, and a rerun with the same inputs resumes it.
+``smie.visual.partial`` with a ``rows-done`` count, and the file is renamed onto the target only when every
+row is written. A partial file is never readable as a cache, and a rerun with the same inputs resumes it.
+A header with a ``validation`` view gets its rows written beside the main ones (one pass, one rename).
 
-Optional group ``validation`` (:class:`ValidationView`, written by :func:`attach_validation`): the same rows
-embedded by the split's *validation backbone* (trained without the ``val_unseen`` classes), which stage two
-selects on; it carries its own backbone hash, trained classes and provenance.
-
-Optional group ``head`` (:class:`BackboneHead`; also inside ``validation``, for the validation backbone): the
-backbone's pretraining classifier, datasets ``weight`` (Kh, D), ``bias`` (Kh,), ``classes`` (Kh,). Stage two
-computes the backbone's own class logits from the cached features with it (MSF's seen-class expert) without
-loading backbone code.
+Optional groups (:mod:`smie.features.visual_groups`): ``validation`` (the same rows embedded by the split's
+validation backbone, which stage two selects on), ``head`` (the backbone's classifier), and, in schema-version
+2, ``logits`` (the backbone's published class scores of some rows) and ``validation_set`` (the validation
+backbone's features of rows of its own, as SynSE's folders ship them). A file is written as version 1 unless it
+holds a version-2 part, so that older readers keep reading what they can.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,10 +42,27 @@ from smie.features.store import (
     write_header,
     write_strings,
 )
+from smie.features.visual_groups import (  # noqa: F401  (re-exported: the cache's public types)
+    BackboneHead,
+    StoredLogits,
+    ValidationSet,
+    ValidationView,
+    check_logits,
+    check_validation_set,
+    read_head,
+    read_logits,
+    read_validation,
+    read_validation_set,
+    write_backbone_attrs,
+    write_head,
+    write_logits,
+    write_validation_set,
+)
 
 ENCODING_TYPE = "smie.visual"
 PARTIAL_TYPE = "smie.visual.partial"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READS = (1, 2)  # every schema-version this reader accepts
 NUM_PARTITIONS = 5
 _JSON_ATTRS = {"split": "split", "masking": "masking", "partition_settings": "partition-settings",
                "backbone_config": "backbone-config"}
@@ -56,39 +71,13 @@ _STR_ATTRS = {"backbone_sha256": "backbone-sha256", "backbone_arch": "backbone-a
 
 
 @dataclass(frozen=True)
-class BackboneHead:
-    """The backbone's linear classifier over the classes it was trained on: logits (N, Kh) = features (N, D)
-    @ ``weight.T`` (D, Kh) + ``bias`` (Kh,); ``classes`` (Kh,) are the columns' indices into ``class_names``."""
-
-    weight: np.ndarray
-    bias: np.ndarray
-    classes: tuple[int, ...]
-
-    def logits(self, features: np.ndarray) -> np.ndarray:
-        return np.asarray(features, dtype=np.float64) @ self.weight.T.astype(np.float64) + self.bias
-
-
-@dataclass(frozen=True)
-class ValidationView:
-    """Features of the same rows from the validation backbone: ``features`` (N, D) float32, ``masked``
-    (N, W, D) float32; ``trained_classes`` the classes that backbone learnt (the split's seen minus
-    ``val_unseen``)."""
-
-    features: np.ndarray
-    masked: np.ndarray
-    backbone_sha256: str
-    backbone_arch: str
-    trained_classes: tuple[int, ...]
-    provenance: dict = field(default_factory=dict, compare=False)
-    head: BackboneHead | None = field(default=None, compare=False)
-
-
-@dataclass(frozen=True)
 class VisualCache:
     """A visual cache in memory. ``features`` (N, D) float32, ``masked`` (N, W, D) float32, ``labels`` (N,)
     int64 into ``class_names`` (K,), ``partition`` (N,) int8; ``split`` is the Split as a dict (id, num_classes,
     seen, unseen, val_unseen); ``masking`` is {variant, k, drop, views, seed}; ``shard`` is {rank, world, start,
-    stop, total} for one rank's slice, else None. A *header* has 0 rows in ``features``/``masked`` only."""
+    stop, total} for one rank's slice, else None; ``imported`` says where imported features came from (format,
+    folders, label convention), else None. A *header* has 0 rows in ``features``/``masked`` only (and in the
+    ``validation`` view's and ``validation_set``'s ``features``)."""
 
     features: np.ndarray
     masked: np.ndarray
@@ -107,6 +96,9 @@ class VisualCache:
     provenance: dict = field(default_factory=dict, compare=False)
     validation: ValidationView | None = field(default=None, compare=False)
     head: BackboneHead | None = field(default=None, compare=False)
+    logits: StoredLogits | None = field(default=None, compare=False)
+    validation_set: ValidationSet | None = field(default=None, compare=False)
+    imported: dict | None = None
 
     @property
     def num_samples(self) -> int:
@@ -122,9 +114,18 @@ class VisualCache:
 
     def attrs(self) -> dict:
         """Everything but the per-row arrays, as it is compared between shards and on resume."""
-        out = {k: getattr(self, k) for k in (*_JSON_ATTRS, *_STR_ATTRS, "shard", "class_names")}
+        out = {k: getattr(self, k) for k in (*_JSON_ATTRS, *_STR_ATTRS, "shard", "class_names", "imported")}
         out.update(num_samples=self.num_samples, feature_dim=self.feature_dim, views=self.views)
+        v = self.validation
+        out["validation"] = None if v is None else [v.backbone_sha256, v.backbone_arch, list(v.trained_classes)]
         return out
+
+    @property
+    def schema_version(self) -> int:
+        """The lowest schema-version that describes this cache: 2 with a version-2 part, else 1."""
+        v2 = (self.logits is not None or self.validation_set is not None or self.imported is not None
+              or self.views == 0)
+        return 2 if v2 else 1
 
 
 def _open(path: Path) -> h5py.File:
@@ -139,7 +140,11 @@ def _open(path: Path) -> h5py.File:
         f.close()
         raise CacheError(path, f"is an unfinished visual cache ({done} rows written); rerun extract-visual to resume")
     try:
-        check_header(f, path, ENCODING_TYPE, SCHEMA_VERSION)
+        version = int(f.attrs.get("schema-version", -1))
+        if version not in READS and str(f.attrs.get("encoding-type", "")) == ENCODING_TYPE:
+            raise CacheError(path, f"{ENCODING_TYPE} schema-version {version} is not supported (this smie reads "
+                                   f"{' and '.join(map(str, READS))})")
+        check_header(f, path, ENCODING_TYPE, version)
     except CacheError:
         f.close()
         raise
@@ -156,13 +161,14 @@ def _read(path: str | os.PathLike, with_data: bool) -> VisualCache:
         sample_ids = read_strings(require(f, path, "sample_ids", ndim=1))
         class_names = read_strings(require(f, path, "class_names", ndim=1))
         N, D = feats.shape
+        K = len(class_names)
         if masked.shape[0] != N or masked.shape[2] != D:
             raise CacheError(path, f"'masked' has shape {masked.shape}, expected ({N}, views, {D})")
         for name, n in (("labels", len(labels)), ("partition", len(partition)), ("sample_ids", len(sample_ids))):
             if n != N:
                 raise CacheError(path, f"'{name}' has {n} rows but 'features' has {N}")
-        if N and (labels.min() < 0 or labels.max() >= len(class_names)):
-            raise CacheError(path, f"labels outside the {len(class_names)}-class table")
+        if N and (labels.min() < 0 or labels.max() >= K):
+            raise CacheError(path, f"labels outside the {K}-class table")
         if N and (partition.min() < 0 or partition.max() >= NUM_PARTITIONS):
             raise CacheError(path, "partition codes outside 0..4")
         try:
@@ -177,11 +183,15 @@ def _read(path: str | os.PathLike, with_data: bool) -> VisualCache:
         else:
             features = np.zeros((0, D), np.float32)
             masked_arr = np.zeros((0, masked.shape[1], D), np.float32)
-        validation = (_read_validation(f, path, N, D, masked.shape[1], len(class_names), with_data)
-                      if "validation" in f else None)
+        if "validation" in f and "validation_set" in f:
+            raise CacheError(path, "holds both a 'validation' view and a 'validation_set'; at most one is allowed")
+        validation = read_validation(f, path, N, D, masked.shape[1], K, with_data) if "validation" in f else None
+        vset = read_validation_set(f, path, D, K, extra["split"], with_data) if "validation_set" in f else None
         return VisualCache(
             validation=validation,
-            head=_read_head(f, path, D, len(class_names)),
+            validation_set=vset,
+            head=read_head(f, path, D, K),
+            logits=read_logits(f, path, N, K),
             features=features.astype(np.float32, copy=False),
             masked=masked_arr.astype(np.float32, copy=False),
             labels=labels.astype(np.int64),
@@ -189,92 +199,60 @@ def _read(path: str | os.PathLike, with_data: bool) -> VisualCache:
             partition=partition.astype(np.int8),
             class_names=class_names,
             shard=json.loads(f.attrs["shard"]) if "shard" in f.attrs else None,
+            imported=json.loads(f.attrs["imported"]) if "imported" in f.attrs else None,
             provenance=read_provenance(f),
             **extra,
         )
 
 
-def _read_validation(f: h5py.File, path: Path, N: int, D: int, W: int, K: int, with_data: bool) -> ValidationView:
-    g = f["validation"]
-    feats, masked = require(g, path, "features", ndim=2), require(g, path, "masked", ndim=3)
-    if feats.shape != (N, D) or masked.shape != (N, W, D):
-        raise CacheError(path, f"'validation' views have shapes {feats.shape}, {masked.shape}; expected ({N}, {D}) "
-                               f"and ({N}, {W}, {D}) like the main features")
-    try:
-        sha, arch = str(g.attrs["backbone-sha256"]), str(g.attrs["backbone-arch"])
-        trained = tuple(int(c) for c in json.loads(g.attrs["trained-classes"]))
-    except KeyError as exc:
-        raise CacheError(path, f"'validation' group misses attribute {exc}") from None
-    if with_data:
-        fv, mv = feats[()].astype(np.float32), masked[()].astype(np.float32)
-        if not (np.isfinite(fv).all() and np.isfinite(mv).all()):
-            raise CacheError(path, "validation features contain NaN or infinite values")
-    else:
-        fv, mv = np.zeros((0, D), np.float32), np.zeros((0, W, D), np.float32)
-    prov = json.loads(g.attrs["provenance"]) if "provenance" in g.attrs else {}
-    return ValidationView(fv, mv, sha, arch, trained, prov, _read_head(g, path, D, K))
-
-
-def _read_head(g: h5py.Group, path: Path, D: int, K: int) -> BackboneHead | None:
-    """The optional ``head`` group of ``g``; refuse one whose shapes or classes do not fit (D features, K classes)."""
-    if "head" not in g:
-        return None
-    h = g["head"]
-    weight, bias = require(h, path, "weight", ndim=2)[()], require(h, path, "bias", ndim=1)[()]
-    classes = require(h, path, "classes", ndim=1)[()]
-    Kh = len(classes)
-    if weight.shape != (Kh, D) or bias.shape != (Kh,):
-        raise CacheError(path, f"'{h.name}' has weight {weight.shape} and bias {bias.shape}; expected ({Kh}, {D}) "
-                               f"and ({Kh},) for {Kh} classes and {D}-d features")
-    if Kh == 0 or len(set(classes.tolist())) != Kh or classes.min() < 0 or classes.max() >= K:
-        raise CacheError(path, f"'{h.name}/classes' must be distinct indices into the {K}-class table")
-    if not (np.isfinite(weight).all() and np.isfinite(bias).all()):
-        raise CacheError(path, f"'{h.name}' holds NaN or infinite values")
-    return BackboneHead(weight.astype(np.float32), bias.astype(np.float32), tuple(int(c) for c in classes))
-
-
-def write_head(g: h5py.Group, head: BackboneHead) -> None:
-    """Write ``head`` as the ``head`` group of ``g`` (the file root or the ``validation`` group)."""
-    h = g.create_group("head")
-    h.create_dataset("weight", data=np.asarray(head.weight, dtype=np.float32))
-    h.create_dataset("bias", data=np.asarray(head.bias, dtype=np.float32))
-    h.create_dataset("classes", data=np.asarray(head.classes, dtype=np.int64))
-
-
-def attach_validation(path: str | os.PathLike, view: "VisualCache", trained_classes, provenance: dict) -> Path:
-    """Write ``view`` (a complete visual cache of the same rows, from the validation backbone) into the finished
-    cache ``path`` as its ``validation`` group; atomic (copy, add, rename), so ``path`` is never half-written.
-
-    Refuses a view whose rows, labels, partition, class table, split or masking differ from the cache's.
-    """
-    path = Path(path)
-    main = read_visual_header(path)
+def _check_view(path: Path, main: "VisualCache", view: "VisualCache", trained_classes) -> None:
+    """Refuse a validation view whose rows, labels, partition, class table, split or masking differ from the
+    cache's, whose backbone learnt an unseen or val_unseen class, or whose head covers other classes."""
     for name in ("sample_ids", "class_names", "split", "masking", "partition_settings", "skeleton_sha256"):
         if getattr(main, name) != getattr(view, name):
             raise CacheError(path, f"the validation view differs from the cache in {name}")
     if not (np.array_equal(main.labels, view.labels) and np.array_equal(main.partition, view.partition)):
         raise CacheError(path, "the validation view's labels or partition differ from the cache's")
-    leaked = sorted(set(int(c) for c in trained_classes) & set(main.split["unseen"]) | set(
-        int(c) for c in trained_classes) & set(main.split["val_unseen"]))
+    trained = {int(c) for c in trained_classes}
+    leaked = sorted(trained & (set(main.split["unseen"]) | set(main.split["val_unseen"])))
     if leaked:
         raise CacheError(path, f"the validation backbone was trained on classes {leaked} that are unseen or "
                                "val_unseen in this split")
-    if view.head is not None and set(view.head.classes) != {int(c) for c in trained_classes}:
+    if view.head is not None and set(view.head.classes) != trained:
         raise CacheError(path, "the validation view's classifier head covers other classes than its backbone learnt")
-    with atomic_path(path) as tmp:
-        shutil.copyfile(path, tmp)
-        with h5py.File(tmp, "a") as f:
-            if "validation" in f:
-                del f["validation"]
-            g = f.create_group("validation")
-            g.create_dataset("features", data=view.features.astype(np.float32))
-            g.create_dataset("masked", data=view.masked.astype(np.float32))
-            g.attrs["backbone-sha256"] = view.backbone_sha256
-            g.attrs["backbone-arch"] = view.backbone_arch
-            g.attrs["trained-classes"] = json.dumps([int(c) for c in trained_classes])
-            g.attrs["provenance"] = to_json(provenance)
-            if view.head is not None:
-                write_head(g, view.head)
+
+
+_STAGING = ".validation-partial"  # where attach_validation writes the group before one rename makes it live
+
+
+def attach_validation(path: str | os.PathLike, view: "VisualCache", trained_classes, provenance: dict) -> Path:
+    """Write ``view`` (a complete visual cache of the same rows, from the validation backbone) into the finished
+    cache ``path`` as its ``validation`` group, in place: the group is written under a staging name inside the
+    file and made live by one HDF5 link rename, so a reader never sees a half-written view and the cache is
+    never copied. A staging group left by an interrupted call is removed by the next one. (Replacing an existing
+    view leaves its old bytes as free space in the file; ``h5repack`` reclaims them.)
+
+    Refuses a view whose rows, labels, partition, class table, split or masking differ from the cache's.
+    """
+    path = Path(path)
+    main = read_visual_header(path)
+    if main.validation_set is not None:
+        raise CacheError(path, "holds a 'validation_set' (imported validation features of other rows); "
+                               "a same-rows validation view cannot be added beside it")
+    _check_view(path, main, view, trained_classes)
+    with h5py.File(path, "r+") as f:
+        if _STAGING in f:
+            del f[_STAGING]
+        g = f.create_group(_STAGING)
+        g.create_dataset("features", data=np.asarray(view.features, dtype=np.float32))
+        g.create_dataset("masked", data=np.asarray(view.masked, dtype=np.float32))
+        write_backbone_attrs(g, view.backbone_sha256, view.backbone_arch, trained_classes, provenance)
+        if view.head is not None:
+            write_head(g, view.head)
+        f.flush()
+        if "validation" in f:
+            del f["validation"]
+        f.move(_STAGING, "validation")
     return path
 
 
@@ -289,14 +267,20 @@ def read_visual_header(path: str | os.PathLike) -> VisualCache:
 
 
 def _create(f: h5py.File, header: VisualCache, encoding_type: str, provenance: dict) -> None:
+    """Every attribute and per-sample dataset of ``header``; ``features``/``masked`` (and a ``validation`` view's)
+    are created empty for the rows to be written; ``logits`` and ``validation_set`` are written whole."""
     N, (W, D) = header.num_samples, header.masked.shape[1:]
-    write_header(f, encoding_type, SCHEMA_VERSION, provenance)
+    if header.validation is not None and header.validation_set is not None:
+        raise CacheError(f.filename, "a cache holds a 'validation' view or a 'validation_set', not both")
+    write_header(f, encoding_type, header.schema_version, provenance)
     for k, a in _JSON_ATTRS.items():
         f.attrs[a] = to_json(getattr(header, k))
     for k, a in _STR_ATTRS.items():
         f.attrs[a] = getattr(header, k)
     if header.shard is not None:
         f.attrs["shard"] = to_json(header.shard)
+    if header.imported is not None:
+        f.attrs["imported"] = to_json(header.imported)
     f.create_dataset("features", shape=(N, D), dtype=np.float32)
     f.create_dataset("masked", shape=(N, W, D), dtype=np.float32)
     f.create_dataset("labels", data=np.asarray(header.labels, dtype=np.int64))
@@ -305,14 +289,30 @@ def _create(f: h5py.File, header: VisualCache, encoding_type: str, provenance: d
     write_strings(f, "class_names", header.class_names)
     if header.head is not None:
         write_head(f, header.head)
+    if header.logits is not None:
+        check_logits(f.filename, header.logits, N, len(header.class_names))
+        write_logits(f, header.logits)
+    if header.validation_set is not None:
+        check_validation_set(f.filename, header.validation_set, D, len(header.class_names), header.split)
+        write_validation_set(f, header.validation_set)
+    v = header.validation
+    if v is not None:
+        g = f.create_group("validation")
+        g.create_dataset("features", shape=(N, D), dtype=np.float32)
+        g.create_dataset("masked", shape=(N, W, D), dtype=np.float32)
+        write_backbone_attrs(g, v.backbone_sha256, v.backbone_arch, v.trained_classes, v.provenance)
+        if v.head is not None:
+            write_head(g, v.head)
 
 
 class VisualWriter:
     """Chunked, resumable writer of one visual cache; rows must be written in order.
 
-    ``header`` is a :class:`VisualCache` with 0 feature rows that fixes N, D, W and every attribute. With
-    ``resume`` a partial file of the same header is continued from ``rows_done``; any other partial file is
-    discarded. ``finalize`` renames the complete file onto ``path``.
+    ``header`` is a :class:`VisualCache` with 0 feature rows that fixes N, D, W and every attribute; with a
+    ``validation`` view in the header, every :meth:`write` also takes that view's rows, so the view lands in the
+    same file and the same final rename (no second file, no copy). With ``resume`` a partial file of the same
+    header is continued from ``rows_done``; any other partial file is discarded. ``finalize`` renames the
+    complete file onto ``path``.
     """
 
     def __init__(self, path: str | os.PathLike, header: VisualCache, provenance: dict, resume: bool = True):
@@ -344,13 +344,20 @@ class VisualWriter:
         f.close()
         return None
 
-    def write(self, start: int, features: np.ndarray, masked: np.ndarray) -> None:
-        """Write rows ``start:start+n`` (``features`` (n, D), ``masked`` (n, W, D)) and record them as done."""
+    def write(self, start: int, features: np.ndarray, masked: np.ndarray,
+              validation: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """Write rows ``start:start+n`` (``features`` (n, D), ``masked`` (n, W, D), and ``validation`` = the
+        validation view's (features, masked) of the same rows when the header has one); record them as done."""
         if start != self.rows_done:
             raise ValueError(f"rows must be written in order: expected row {self.rows_done}, got {start}")
+        if (validation is None) != (self.header.validation is None):
+            raise ValueError("the validation view's rows must be written exactly when the header has the view")
         n = len(features)
         self.file["features"][start : start + n] = features
         self.file["masked"][start : start + n] = masked
+        if validation is not None:
+            self.file["validation/features"][start : start + n] = validation[0]
+            self.file["validation/masked"][start : start + n] = validation[1]
         self.file.flush()
         self.rows_done = start + n
         self.file.attrs["rows-done"] = self.rows_done
@@ -395,11 +402,16 @@ class VisualWriter:
 
 
 def write_visual(path: str | os.PathLike, cache: VisualCache, provenance: dict) -> Path:
-    """Write a whole in-memory :class:`VisualCache` (fresh, not resumed)."""
+    """Write a whole in-memory :class:`VisualCache` (fresh, not resumed); on any error nothing is left behind."""
+    v = cache.validation
     with VisualWriter(path, cache, provenance, resume=False) as w:
-        w.write(0, cache.features, cache.masked)
-        w.mark_verified()
-        return w.finalize()
+        try:
+            w.write(0, cache.features, cache.masked, None if v is None else (v.features, v.masked))
+            w.mark_verified()
+            return w.finalize()
+        except BaseException:
+            w.discard()
+            raise
 
 
 def join_shards(shard_paths: list[str | os.PathLike], out: str | os.PathLike, chunk: int = 4096) -> Path:
@@ -443,6 +455,7 @@ def join_shards(shard_paths: list[str | os.PathLike], out: str | os.PathLike, ch
             with h5py.File(p, "r") as src:
                 for i in range(0, h.num_samples, chunk):
                     j, dst = min(i + chunk, h.num_samples), h.shard["start"] + i
-                    f["features"][dst : dst + j - i] = src["features"][i:j]
-                    f["masked"][dst : dst + j - i] = src["masked"][i:j]
+                    for name in ("features", "masked") + (("validation/features", "validation/masked")
+                                                          if first.validation is not None else ()):
+                        f[name][dst : dst + j - i] = src[name][i:j]
     return Path(out)

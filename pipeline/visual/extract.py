@@ -11,10 +11,11 @@ The skeleton cache's SHA-256 is computed in a background thread while extraction
 costs a sizeable share of a GPU run); rows are resumable only once it matched the checkpoint's, and a mismatch
 stops the run and discards its rows as soon as the hash is known.
 
-With ``validation_backbone`` (the split's validation backbone, ``pretrain-backbone --validation``) the same
-rows and masked views are embedded a second time by it and stored in the cache's ``validation`` group, which
-stage two selects on (docs/evaluation.md). It must be the validation backbone of the same split, partition and
-skeleton cache as ``backbone``.
+With ``validation_backbone`` (the split's validation backbone, ``pretrain-backbone --validation``) every batch
+of rows and masked views is embedded by both backbones in the same pass (each loaded once; the skeletons are
+read and masked once) and the second one's features go to the cache's ``validation`` group, which stage two
+selects on (docs/evaluation.md); the group is part of the same resumable partial file and the same final
+rename. It must be the validation backbone of the same split, partition and skeleton cache as ``backbone``.
 
 The backbone checkpoint's pretraining classifier (``head_state_dict`` over ``head_classes``), when it has one, is
 stored as the cache's ``head`` group (the validation backbone's in ``validation/head``), so that stage two can
@@ -26,6 +27,7 @@ the shards into ``out`` after a barrier (under torchrun the process group is ini
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +39,7 @@ import torch
 
 from smie.features.skeletons import iter_skeleton_chunks, read_skeleton_header
 from smie.features.store import SmieError, file_sha256, provenance
-from smie.features.visual import BackboneHead, VisualCache, VisualWriter, join_shards
+from smie.features.visual import BackboneHead, ValidationView, VisualCache, VisualWriter, join_shards
 from smie.pipeline.visual.keyframes import VARIANTS, masked_views, num_views
 from smie.pipeline.visual.backbones import embed
 from smie.pipeline.device import resolve_device
@@ -93,16 +95,18 @@ def _check_config(cfg: ExtractConfig, T: int) -> None:
         raise SmieError(f"workers must be 0 or more, got {cfg.workers}")
 
 
-def check_compatible(cfg: ExtractConfig, info, sset, skeleton_sha: str | None, partition: np.ndarray) -> None:
+def check_compatible(cfg: ExtractConfig, info, sset, skeleton_sha: str | None, partition: np.ndarray,
+                     backbone: Path | None = None) -> None:
     """Refuse a backbone not trained on this very cache, or whose training saw classes this cache marks unseen.
 
     Beyond the checkpoint's class table, split and skeleton hash, the recomputed ``seen_train``/``seen_val``
-    samples must be the ones the checkpoint records having trained and selected on.
+    samples must be the ones the checkpoint records having trained and selected on. ``backbone`` names the
+    checkpoint in messages (default ``cfg.backbone``).
     """
     from smie.pipeline.visual.backbones import check_backbone_compatible
     from smie.pipeline.visual.pretrain import ids_sha256
 
-    where = f"{cfg.backbone} (for {cfg.skeletons})"
+    where = f"{backbone or cfg.backbone} (for {cfg.skeletons})"
     try:
         check_backbone_compatible(info, info.split, skeleton_sha256=skeleton_sha, class_names=sset.class_names)
     except SmieError as exc:
@@ -174,16 +178,19 @@ class _HashCheck:
         self.pool.shutdown(wait=True)
 
 
-def _extract_rows(cfg, module, device, writer, start, stop, timer, verify: _HashCheck) -> None:
+def _extract_rows(cfg, modules, device, writer, start, stop, timer, verify: _HashCheck) -> None:
     """Embed rows ``start + writer.rows_done .. stop`` of the skeleton cache chunk by chunk into ``writer``.
 
-    ``verify(wait)`` checks the skeleton hash (raising on a mismatch) and says whether it is known yet.
+    ``modules`` = (main backbone,) or (main, validation backbone): each batch and its masked views are embedded
+    by every one of them. ``verify(wait)`` checks the skeleton hash (raising on a mismatch) and says whether it
+    is known yet.
     ``timer`` accumulates seconds per phase: ``read`` (waiting for skeleton batches), ``mask``, ``forward``,
     ``write``.
     """
     variant, W = cfg.masking, writer.header.views
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
-    feats, masked, chunk_start = [], [], None
+    feats, masked = [[] for _ in modules], [[] for _ in modules]
+    chunk_start = None
     batches = iter(_batches(cfg, start + writer.rows_done, stop, device))
     verify.start()
     while True:
@@ -200,20 +207,23 @@ def _extract_rows(cfg, module, device, writer, start, stop, timer, verify: _Hash
         views = masked_views(x, variant, cfg.keyframes, cfg.random_drop, W, cfg.seed, np.arange(offset, offset + N))
         sync()
         t1 = time.perf_counter()
-        full = embed(module, x, device)
-        part = embed(module, views.reshape(N * W, C, views.shape[3], V, M), device)
+        flat = views.reshape(N * W, C, views.shape[3], V, M)
+        for module, f_out, m_out in zip(modules, feats, masked):
+            f_out.append(embed(module, x, device).cpu().numpy())
+            m_out.append(embed(module, flat, device).reshape(N, W, -1).cpu().numpy())
         sync()
         t2 = time.perf_counter()
         timer["mask"] += t1 - t0
         timer["forward"] += t2 - t1
-        feats.append(full.cpu().numpy())
-        masked.append(part.reshape(N, W, -1).cpu().numpy())
         if last:
             t0 = time.perf_counter()
             if not writer.verified and verify(wait=False):
                 writer.mark_verified()
-            writer.write(chunk_start - start, np.concatenate(feats), np.concatenate(masked))
-            feats, masked, chunk_start = [], [], None
+            rows = [(np.concatenate(f), np.concatenate(m)) for f, m in zip(feats, masked)]
+            extra = {"validation": rows[1]} if len(rows) > 1 else {}
+            writer.write(chunk_start - start, *rows[0], **extra)
+            feats, masked = [[] for _ in modules], [[] for _ in modules]
+            chunk_start = None
             timer["write"] += time.perf_counter() - t0
 
 
@@ -234,10 +244,7 @@ def extract_visual(cfg: ExtractConfig, timer: dict | None = None) -> Path:
         torch.distributed.init_process_group("nccl" if gpu else "gloo")
         dist = True
     try:
-        path = _extract(cfg, timer, out, rank, world, dist)
-        if cfg.validation_backbone is not None:
-            _extract_validation(cfg, timer, out, rank, world, dist)
-        return path
+        return _extract(cfg, timer, out, rank, world, dist)
     finally:
         if own_group:
             torch.distributed.destroy_process_group()
@@ -257,28 +264,6 @@ def check_validation_pair(main, val, where: str) -> None:
         raise SmieError(f"{where}: was trained on classes {leaked} that are unseen or val_unseen")
 
 
-def _extract_validation(cfg: ExtractConfig, timer: dict, out: Path, rank: int, world: int, dist: bool) -> None:
-    """Embed the rows again with the validation backbone into a sibling cache, then attach it to ``out``."""
-    import dataclasses
-
-    from smie.features.visual import attach_validation, read_visual
-    from smie.pipeline.visual.backbones import load_backbone
-
-    _, main = load_backbone(cfg.backbone)
-    _, val = load_backbone(cfg.validation_backbone)
-    check_validation_pair(main, val, str(cfg.validation_backbone))
-    sibling = out.with_name(f".{out.stem}.validation.h5")
-    vcfg = dataclasses.replace(cfg, backbone=cfg.validation_backbone, validation_backbone=None, out=sibling)
-    _extract(vcfg, timer, sibling, rank, world, dist)
-    if rank == 0:
-        prov = provenance(vcfg)
-        prov["inputs"] = {"backbone": {"path": str(cfg.validation_backbone), "sha256": val.sha256}}
-        attach_validation(out, read_visual(sibling), val.trained_classes, prov)
-        sibling.unlink()
-    if dist:
-        torch.distributed.barrier()
-
-
 def checkpoint_head(path: Path, info) -> BackboneHead | None:
     """The classifier head saved in the backbone checkpoint ``path`` (None when it has none, e.g. an imported
     backbone); refuses a head whose shape disagrees with the backbone's feature width or its class list."""
@@ -292,6 +277,15 @@ def checkpoint_head(path: Path, info) -> BackboneHead | None:
         raise SmieError(f"{path}: classifier head of shape {tuple(weight.shape)} does not match its "
                         f"{len(classes)} head classes and {info.feature_dim}-d features")
     return BackboneHead(weight, bias, tuple(classes))
+
+
+def _validation_header(cfg: ExtractConfig, vinfo, W: int, prov: dict) -> ValidationView:
+    """The header (no rows) of the ``validation`` view that ``vinfo``'s backbone fills beside the main rows."""
+    D = vinfo.feature_dim
+    vprov = dict(prov, inputs=dict(prov["inputs"], backbone={"path": str(cfg.validation_backbone),
+                                                              "sha256": vinfo.sha256}))
+    return ValidationView(np.zeros((0, D), np.float32), np.zeros((0, W, D), np.float32), vinfo.sha256, vinfo.arch,
+                          tuple(vinfo.trained_classes), vprov, checkpoint_head(Path(cfg.validation_backbone), vinfo))
 
 
 def _header(cfg: ExtractConfig, sset, info, partition: np.ndarray, rank: int, world: int) -> VisualCache:
@@ -328,19 +322,33 @@ def _extract(cfg: ExtractConfig, timer: dict, out: Path, rank: int, world: int, 
     N, C, T, V, M = sset.data.shape
     _check_config(cfg, T)
     module, info = load_backbone(cfg.backbone, device)
+    backbones = [(cfg.backbone, module, info)]
+    if cfg.validation_backbone is not None:
+        vmodule, vinfo = load_backbone(cfg.validation_backbone, device)
+        check_validation_pair(info, vinfo, str(cfg.validation_backbone))
+        backbones.append((cfg.validation_backbone, vmodule, vinfo))
     partition = assign_partitions(sset.labels, sset.meta, info.split, **info.partition)
-    check_compatible(cfg, info, sset, None, partition)
-    verify = _HashCheck(Path(cfg.skeletons), lambda sha: check_compatible(cfg, info, sset, sha, partition))
+
+    def check(sha: str | None) -> None:
+        for path, _, binfo in backbones:
+            check_compatible(cfg, binfo, sset, sha, partition, path)
+
+    check(None)
+    verify = _HashCheck(Path(cfg.skeletons), check)
     header = _header(cfg, sset, info, partition, rank, world)
     start = header.shard["start"] if header.shard else 0
     target = shard_path(out, rank) if world > 1 else out
     prov = provenance(cfg, device=str(device))
     prov["inputs"] = {"skeletons": {"path": str(cfg.skeletons), "sha256": info.skeleton_sha256},
                       "backbone": {"path": str(cfg.backbone), "sha256": info.sha256}}
+    if cfg.validation_backbone is not None:
+        header = dataclasses.replace(header, validation=_validation_header(cfg, backbones[1][2], header.views, prov))
+        prov["inputs"]["validation_backbone"] = {"path": str(cfg.validation_backbone), "sha256": backbones[1][2].sha256}
     t0 = time.perf_counter()
     with VisualWriter(target, header, prov, resume=cfg.resume) as writer:
         try:
-            _extract_rows(cfg, module, device, writer, start, start + header.num_samples, timer, verify)
+            _extract_rows(cfg, [m for _, m, _ in backbones], device, writer, start, start + header.num_samples,
+                          timer, verify)
             if not writer.verified:
                 verify(wait=True)
                 writer.mark_verified()
