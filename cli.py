@@ -11,6 +11,7 @@ sentence-transformers) happen inside commands only, so ``smie --help`` is instan
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
@@ -198,6 +199,75 @@ def embed_labels(**kw: Any) -> None:
     from smie.pipeline.semantic.embed import EmbedConfig, embed_labels as run
 
     done("wrote text cache", run(EmbedConfig(**kw)))
+
+
+ExistingDir = click.Path(path_type=Path, exists=True, file_okay=False)
+ExistingFile = click.Path(path_type=Path, exists=True, dir_okay=False)
+
+
+@main.command("import-features")
+@click.option("--folder", required=True, type=ExistingDir,
+              help="Main feature folder of SynSE's layout (shift_5_r; SA-DVAE/TDSM shift_ntu60_5_r; SMIE split_5).")
+@click.option("--split", required=True, help="Registry split the folder was made for, e.g. synse:ntu60:55/5.")
+@out_option(help="Visual cache to write (.h5).")
+@click.option("--validation-folder", type=ExistingDir, default=None,
+              help="Its validation folder (default: the sibling shift_val_5_r when it exists).")
+@click.option("--no-validation-folder", is_flag=True, help="Import the main folder only.")
+@click.option("--labels", default="auto", show_default=True, type=click.Choice(["auto", "global", "local"]),
+              help="Label ids: global = the data set's class indices (every official loader); local = positions "
+                   "in the split's class list.")
+@click.option("--val-fraction", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.1, show_default=True,
+              help="Share of each seen class's train rows held out as seen_val for stage two's selection and "
+                   "GZSL calibration; 0 trains on every row, as the official codes do.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of that hold-out.")
+@click.option("--arch", default="shiftgcn", show_default=True,
+              type=click.Choice(["shiftgcn", "stgcn", "msg3d", "vacnn", "other"]), help="Backbone that made them.")
+@click.option("--dataset", type=click.Choice(["ntu60", "ntu120", "pku51", "msr"]), default=None,
+              help="Data set of a split outside the registry.")
+@click.option("--backbone-weights", type=ExistingFile, default=None,
+              help="Published backbone checkpoint whose SHA-256 to record (default: the folder's weights/*.pt).")
+def import_features(no_validation_folder: bool, **kw: Any) -> None:
+    """Import pre-extracted SynSE-layout features (SynSE, MSF, SA-DVAE, TDSM, SMIE) into a visual cache."""
+    from smie.pipeline.visual.import_features import ImportFeaturesConfig, import_features as run
+
+    res = run(ImportFeaturesConfig(find_validation=not no_validation_folder, **kw))
+    parts = ", ".join(f"{k}: {v}" for k, v in res.partitions.items() if v)
+    click.echo(f"{res.num_samples} rows ({parts}); validation set: {res.validation_rows} rows; "
+               f"labels: {res.label_convention} ids; no masked views (SMIE needs --no-temporal)")
+    for note in res.notes:
+        click.echo(f"note: {note}")
+    done("wrote visual cache", res.path)
+
+
+def _kind_files(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[tuple[str, Path], ...]:
+    out = []
+    for value in values:
+        kind, sep, path = value.partition("=")
+        if not sep or not kind or not Path(path).is_file():
+            raise click.BadParameter(f"expected KIND=PATH with an existing .npy file, got {value!r}")
+        out.append((kind, Path(path)))
+    return tuple(out)
+
+
+@main.command("import-text-features")
+@click.option("--format", required=True, type=click.Choice(["msf", "synse", "npy"]),
+              help="msf: MSF-GZSSAR text_feats/ViT-B-32; synse: synse-zsl language_data; npy: --file KIND=PATH.")
+@click.option("--input", type=ExistingDir, default=None, help="The published folder (msf, synse).")
+@click.option("--dataset", required=True, type=click.Choice(["ntu60", "ntu120", "pku51", "msr"]),
+              help="Class table the rows follow.")
+@out_option(help="Text cache to write (.h5).")
+@click.option("--file", "files", multiple=True, callback=_kind_files, help="npy: KIND=PATH of a (K, E) array.")
+@click.option("--kind", "kinds", multiple=True, help="Only these kinds (default: every kind the source has).")
+@click.option("--model", default="bert", show_default=True, type=click.Choice(["bert", "w2v"]),
+              help="synse: Sentence-BERT (1024-d) or word2vec (300-d) vectors.")
+@click.option("--names", type=ExistingFile, default=None, help="Published class names to check the order with.")
+@click.option("--texts", type=ExistingDir, default=None, help="msf: the sem_info folder (default: found beside).")
+@click.option("--encoder", default=None, help="Encoder id to record (required for npy).")
+def import_text_features(**kw: Any) -> None:
+    """Import published class-text features (MSF's CLIP, SynSE's SBERT/word2vec, any .npy) into a text cache."""
+    from smie.pipeline.semantic.import_text_features import ImportTextConfig, import_text_features as run
+
+    done("wrote text cache", run(ImportTextConfig(**kw)))
 
 
 @main.command("fit-estimator")

@@ -62,6 +62,33 @@ def _summaries(f, kind: str) -> list[str]:
         from smie.pipeline.data.splits import PARTITION_NAMES
 
         out.append("partition: " + _counts(f["partition"][()], PARTITION_NAMES))
+    if kind == "smie.visual":
+        out += _visual_summaries(f)
+    return out
+
+
+def _visual_summaries(f) -> list[str]:
+    """What a visual cache offers stage two: masked views (or why there are none), validation features, scores."""
+    out = []
+    if "masked" in f and f["masked"].ndim == 3:
+        W = f["masked"].shape[1]
+        out.append(f"masked views: {W} per sample" if W else
+                   "masked views: none (imported features); SMIE's temporal constraint needs them: fit with "
+                   "--no-temporal (fit-estimator) or the method smie-notemporal, or extract masked features with "
+                   "the published backbone (import-backbone, then extract-visual)")
+    if "validation" in f:
+        out.append("validation view: the same rows from the validation backbone (stage two selects on it)")
+    if "validation_set" in f:
+        from smie.pipeline.data.splits import PARTITION_NAMES
+
+        g = f["validation_set"]
+        out.append(f"validation set: {len(g['labels'])} rows of its own from the validation backbone ("
+                   + _counts(g["partition"][()], PARTITION_NAMES) + ")")
+    for where in ("", "validation_set/"):
+        if where + "logits" in f:
+            g = f[where + "logits"]
+            out.append(f"{where}logits: the backbone's stored class scores of {len(g['rows'])} rows over "
+                       f"{len(g['classes'])} classes")
     return out
 
 
