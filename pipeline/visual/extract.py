@@ -265,10 +265,10 @@ def check_validation_pair(main, val, where: str) -> None:
 
 
 def checkpoint_head(path: Path, info) -> BackboneHead | None:
-    """The classifier head saved in the backbone checkpoint ``path`` (None when it has none, e.g. an imported
-    backbone); refuses a head whose shape disagrees with the backbone's feature width or its class list."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    state, classes = ckpt.get("head_state_dict") or {}, [int(c) for c in ckpt.get("head_classes") or ()]
+    """The classifier head saved in the backbone checkpoint ``path`` (as ``load_backbone`` read it into
+    ``info.head``; None when it has none, e.g. an imported backbone without one); refuses a head whose shape
+    disagrees with the backbone's feature width or its class list."""
+    state, classes = info.head.get("state_dict") or {}, [int(c) for c in info.head.get("classes") or ()]
     if "weight" not in state or not classes:
         return None
     weight = state["weight"].float().numpy()

@@ -53,6 +53,11 @@ def folder_kind(folder: Path, kinds: tuple[str, ...]) -> str:
     """The first of ``kinds`` whose required files are all in ``folder``; else a SmieError naming what is missing."""
     if not folder.is_dir():
         raise SmieError(f"{folder}: no such feature folder")
+    for fx, fy in ROLE_FILES.values():  # half a pair is a broken folder, never a smaller layout
+        there = [(folder / f).is_file() for f in (fx, fy)]
+        if any(there) and not all(there):
+            have, miss = (fx, fy) if there[0] else (fy, fx)
+            raise SmieError(f"{folder / miss}: missing file ({have} is there; the two go together)")
     for kind in kinds:
         if all((folder / f).is_file() for role in KINDS[kind][0] for f in ROLE_FILES[role]):
             return kind

@@ -37,7 +37,8 @@ class BackboneInfo:
     ``role`` is ``"main"`` (trained on all of ``split.seen``) or ``"validation"`` (trained on
     ``split.seen`` minus ``split.val_unseen`` only, so that stage-two selection on the ``val_unseen`` classes
     sees features of classes the backbone never learnt, as at test time); ``trained_classes`` are the classes
-    its classifier actually saw (old checkpoints: ``split.seen``)."""
+    its classifier actually saw (old checkpoints: ``split.seen``); ``head`` the checkpoint's pretraining
+    classifier as saved (``head_state_dict`` tensors and ``head_classes``), so that nothing reads the file twice."""
 
     arch: str
     model_config: dict
@@ -54,6 +55,7 @@ class BackboneInfo:
     provenance: dict = dataclasses.field(default_factory=dict, compare=False)
     role: str = "main"
     trained_classes: tuple[int, ...] = ()
+    head: dict = dataclasses.field(default_factory=dict, compare=False)
 
     def __post_init__(self):
         if not self.trained_classes:
@@ -178,6 +180,8 @@ def load_backbone(path: str | os.PathLike, device: str | torch.device = "cpu") -
         provenance=ckpt.get("provenance", {}),
         role=str(ckpt.get("role", "main")),
         trained_classes=tuple(int(c) for c in (ckpt.get("head_classes") or ckpt["split"]["seen"])),
+        head={"state_dict": dict(ckpt.get("head_state_dict") or {}),
+              "classes": [int(c) for c in ckpt.get("head_classes") or ()]},
     )
     return model.to(device).eval(), info
 
