@@ -41,3 +41,16 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+TINY_SYNSE = dict(train_per_class=12, test_per_class=6, val_rows=40, dim=32, sem_dim=16)
+
+
+@pytest.fixture(scope="session")
+def synse_folders(tmp_path_factory) -> dict:
+    """Tiny seeded folders in SynSE's exact layout for 55/5 (``shift_5_r`` with ``*_out.npy`` scores and
+    ``shift_val_5_r``; NTU-60 global class ids) and ``semantics.npy``, the class vectors the features follow.
+    Read-only: a test that spoils files copies the folder first."""
+    from smie.pipeline.visual.synse_synthetic import SynseLayout, write_synse_layout
+
+    return write_synse_layout(tmp_path_factory.mktemp("synse"), SynseLayout(**TINY_SYNSE))

@@ -103,7 +103,7 @@ def _array(path: Path, K: int, allow_more: bool = False) -> np.ndarray:
     x = x[:K] if x.ndim == 3 else x[:K, None, :]
     bad = np.flatnonzero(~np.isfinite(x).reshape(K, -1).all(axis=1))
     if bad.size:
-        raise SmieError(f"{path}: rows {', '.join(map(str, bad[:5]))} hold NaN or infinite values")
+        raise SmieError(f"{path}: {bad.size} rows hold NaN or infinite values (rows {', '.join(map(str, bad[:5]))})")
     return x.astype(np.float32)
 
 
