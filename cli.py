@@ -270,6 +270,33 @@ def import_text_features(**kw: Any) -> None:
     done("wrote text cache", run(ImportTextConfig(**kw)))
 
 
+@main.command("import-backbone")
+@click.option("--format", required=True, type=click.Choice(["shiftgcn", "stgcn", "smie-stgcn"]),
+              help="shiftgcn: kchengiva/Shift-GCN (SynSE's per-split weights); stgcn: yysijie/st-gcn; "
+                   "smie-stgcn: YujieOuO/SMIE's ST-GCN encoder.")
+@click.option("--weights", required=True, type=ExistingFile, help="The published checkpoint (.pt state dict).")
+@click.option("--split", required=True, help="Split its training classes follow, e.g. synse:ntu60:55/5.")
+@out_option(help="smie backbone checkpoint to write (.pt).")
+@click.option("--frames", type=click.IntRange(min=1), default=None,
+              help="Frames of the input it expects (default: 300 for shiftgcn/stgcn, 50 for smie-stgcn).")
+@click.option("--role", default="main", show_default=True, type=click.Choice(["main", "validation"]),
+              help="validation: the split's validation backbone (trained without val_unseen).")
+@click.option("--protocol", default="ntu-xsub", show_default=True,
+              type=click.Choice(["ntu-xsub", "ntu-xview", "ntu-xset", "msr-xsub"]),
+              help="Official partition its training samples came from (extract-visual's partitions).")
+@click.option("--val-fraction", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.1, show_default=True,
+              help="Seen training samples that extract-visual marks seen_val.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--layout", default="ntu-25", show_default=True, type=click.Choice(["ntu-25", "kinect-v1-20"]))
+@click.option("--dataset", type=click.Choice(["ntu60", "ntu120", "pku51", "msr"]), default=None,
+              help="Data set of a split outside the registry.")
+def import_backbone(**kw: Any) -> None:
+    """Import a published Shift-GCN / ST-GCN checkpoint as an smie backbone (then extract-visual can use it)."""
+    from smie.pipeline.visual.import_backbone import ImportBackboneConfig, import_backbone as run
+
+    done("wrote backbone checkpoint", run(ImportBackboneConfig(**kw)))
+
+
 @main.command("fit-estimator")
 @visual_option(help="Visual cache from `smie extract-visual`.")
 @options(text_option(help="Text cache from `smie embed-labels`."), out_option(help="Run directory to write."))

@@ -247,7 +247,8 @@ def check_backbone_compatible(
 
     Also refuses a different class table (``split.num_classes``, ``class_names``) and, when
     ``skeleton_sha256`` is given, a different skeleton cache: the backbone's held-out samples are only known
-    for the cache it was trained on.
+    for the cache it was trained on. A backbone trained outside smie (``import-backbone``) records no skeleton
+    hash; its training samples are the official partition its checkpoint names.
     """
     if info.split.num_classes != split.num_classes:
         raise SmieError(f"backbone was trained on a {info.split.num_classes}-class table, "
@@ -260,6 +261,6 @@ def check_backbone_compatible(
         raise SmieError(f"backbone (split {info.split.id}) was trained on {len(leaked)} classes that are unseen "
                         f"in split {split.id}: {_first([f'{c} {n}' for c, n in zip(leaked, names)])}; "
                         "pretrain a backbone on this split's seen classes")
-    if skeleton_sha256 is not None and skeleton_sha256 != info.skeleton_sha256:
+    if skeleton_sha256 is not None and info.skeleton_sha256 and skeleton_sha256 != info.skeleton_sha256:
         raise SmieError(f"backbone was trained on skeleton cache sha256 {info.skeleton_sha256[:12]}..., "
                         f"these data are {skeleton_sha256[:12]}...; its held-out samples are unknown here")

@@ -6,8 +6,10 @@ Each block is a *non-local spatial shift graph convolution* (channel j of joint 
 around a point-wise convolution). The released code needs a CUDA extension for the temporal shift; here it is a
 gather over the time axis, and the extension's gradient rule for the shift (sign of the gradient times 0.01,
 0.0001 where it is zero) is kept through a custom autograd step, so training behaves like the original. The
-extension's horizontal shift ``xpos`` gets a zero gradient there and stays within 1e-8 of zero, so it is kept
-as a parameter (state dicts load) but not applied.
+extension also shifts each channel along the joint axis by its ``xpos`` (bilinearly, like ``ypos`` in time);
+initialised within 1e-8 of zero, that shift moves values by less than 1e-6 of a neighbour's and is skipped,
+but a checkpoint whose ``xpos`` moved gets the extension's exact sampling (``import-backbone`` loads published
+ones).
 
 Sizes: ``standard`` is the paper's 64 -> 128 -> 256 plan; ``small`` (16 -> 32 -> 64 -> 256) mirrors SMIE's
 small ST-GCN and is smie's own, not from the Shift-GCN paper. Parameter names follow the released code
@@ -50,8 +52,32 @@ class TemporalShift(nn.Module):
         self.stride = stride
         self.xpos = nn.Parameter(torch.empty(channels).uniform_(-1e-8, 1e-8))
         self.ypos = nn.Parameter(torch.empty(channels).uniform_(-init_scale, init_scale))
+        self._still = (None, True)  # (xpos version it was computed for, whether the joint shift is the identity)
+
+    def _joint_shift(self, x: torch.Tensor) -> torch.Tensor:
+        """The extension's per-channel shift along joints: ``out[..., w] = (1 - dx) x[..., w + x1] + dx
+        x[..., w + x1 + 1]`` with ``x1 = floor(xpos)``, ``dx = xpos - x1`` (float32, as the kernel), zero outside;
+        the identity (returned as is) when every channel's ``xpos`` is within 1e-6 of 0 (the kernel then moves
+        values by at most 1e-6 of a neighbour's; the released initialisation is within 1e-8)."""
+        pos = self.xpos.float()
+        base = pos.detach().floor()
+        frac = pos - base
+        version = (self.xpos._version, self.xpos.data_ptr())
+        if self._still[0] != version:  # decided once per value of xpos, not at every call (no device sync)
+            self._still = (version, bool((pos.detach().abs() < 1e-6).all()))
+        if self._still[1]:
+            return x
+        N, C, T, V = x.shape
+        out = 0
+        for offset, weight in ((0, 1 - frac), (1, frac)):
+            idx = torch.arange(V, device=x.device)[None, :] + base.long()[:, None] + offset  # (C, V) source joint
+            valid = ((idx >= 0) & (idx < V)).to(x.dtype).view(1, C, 1, V)
+            src = torch.gather(x, 3, idx.clamp(0, V - 1).view(1, C, 1, V).expand(N, C, T, V))
+            out = out + src * valid * weight.to(x.dtype).view(1, C, 1, 1)
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._joint_shift(x)
         N, C, T, V = x.shape
         shift = _ShiftGrad.apply(self.ypos) + (0.5 if self.stride > 1 else 0.0)
         base = shift.detach().floor()
