@@ -81,6 +81,8 @@ def write_synse_layout(root: str | Path, cfg: SynseLayout = SynseLayout(),
     semantic vectors used (K, E) are saved as ``root/semantics.npy`` (rows = the data set's class table)."""
     if cfg.naming not in NAMINGS:
         raise SmieError(f"naming must be one of {', '.join(NAMINGS)}, got {cfg.naming!r}")
+    if cfg.split not in registry()["splits"]:
+        raise SmieError(f"split {cfg.split} is not in the registry (see `smie splits`)")
     dataset = registry()["splits"][cfg.split]["dataset"]
     K = len(class_table(dataset))
     split = resolve_split(cfg.split, K, dataset)
