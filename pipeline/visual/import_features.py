@@ -114,7 +114,7 @@ def _logits(parts_rows: list[tuple[Part, np.ndarray]], K: int, trained: tuple[in
 def _main_rows(cfg, kind: str, parts: dict[str, Part], labels: dict[str, np.ndarray], split, notes: list[str]):
     """(features, labels, partition, sample ids, [(part, its rows in the cache)], val_fraction) of the main
     folder, rows in file order."""
-    tag = cfg.folder.name
+    tag = Path(cfg.folder).name
     feats, labs, codes, ids, at = [], [], [], [], []
 
     def add(role: str, code: np.ndarray, rows: np.ndarray | None = None) -> None:
@@ -155,7 +155,7 @@ def _main_rows(cfg, kind: str, parts: dict[str, Part], labels: dict[str, np.ndar
                          "(ZSL and GZSL's unseen half), gtest's unseen rows are unused")
     else:
         add(test_role, np.full(len(labels[test_role]), UNSEEN_TEST, np.int8))
-        notes.append(f"no gtest.npy: seen_test is empty, so GZSL tests the seen classes on seen_val "
+        notes.append("no gtest.npy: seen_test is empty, so GZSL tests the seen classes on seen_val "
                      "(stage two flags it as optimistic)")
     return (np.concatenate(feats), np.concatenate(labs), np.concatenate(codes), tuple(i for b in ids for i in b),
             at, vf)
