@@ -11,6 +11,7 @@ sentence-transformers) happen inside commands only, so ``smie --help`` is instan
 """
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
@@ -36,9 +37,8 @@ class SmieGroup(click.Group):
         try:
             return super().invoke(ctx)
         except Exception as exc:
-            from smie.features.store import SmieError
-
-            if isinstance(exc, SmieError):
+            store = sys.modules.get("smie.features.store")  # raised an SmieError only if imported: --help imports none
+            if store is not None and isinstance(exc, store.SmieError):
                 raise click.ClickException(str(exc)) from None
             raise
 
@@ -164,10 +164,11 @@ def expand_labels(**kw: Any) -> None:
 @click.option("--fast-cpu", is_flag=True, help="Keep ggml's extra CPU kernels (AMX); they crash on some machines.")
 def serve_llm(fast_cpu: bool, **kw: Any) -> None:
     """Serve a local GGUF model through llama.cpp's OpenAI-compatible API (for expand-labels --base-url)."""
-    from smie.prompts.serve import ServeConfig, require_server, serve_llm as run
+    from smie.prompts.serve import ServeConfig, require_server, server_argv, serve_llm as run
 
     require_server()
     cfg = ServeConfig(safe_cpu=not fast_cpu, **kw)
+    server_argv(cfg)  # checks the model file before announcing the server
     click.echo(f"serving on http://{cfg.host}:{cfg.port}/v1 (Ctrl-C stops)")
     run(cfg)
 

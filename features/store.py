@@ -266,22 +266,27 @@ def open_checked(path: str | os.PathLike, encoding_type: str, schema_version: in
     return f
 
 
-def _torch_reason(exc: BaseException) -> str:
-    """The useful part of torch.load's error. Its weights-only refusal advises ``weights_only=False``, which is
+def _torch_reason(exc: BaseException, kind: str) -> str:
+    """What went wrong, in one clause. torch's weights-only refusal advises ``weights_only=False``, which is
     wrong advice for a file of unknown origin: say what the file holds instead."""
     text = str(exc).strip()
-    if "Unsupported global" in text or "Weights only load failed" in text:
-        found = text[text.find("Unsupported global"):].splitlines()[0] if "Unsupported global" in text else ""
-        return ("it holds pickled Python objects beyond tensors and plain containers" + (f" ({found})" if found else "")
-                + "; smie loads weights only: save the model's state_dict() instead")
-    return (text.splitlines() or [type(exc).__name__])[0]
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if found or "Weights only load failed" in text:
+        what = f" ({found.group(1)})" if found else ""
+        return (f"is a torch file holding pickled Python objects{what}, not weights only; smie loads weights only "
+                f"(save the model's state_dict() instead)")
+    first = (text.splitlines() or [type(exc).__name__])[0]
+    first = first.split(". ")[0].rstrip(".")
+    if kind == "zip":
+        return f"is a damaged or truncated torch checkpoint ({first})"
+    return f"cannot be read as a weights-only torch checkpoint ({first})"
 
 
 def load_checkpoint_checked(path: str | os.PathLike, expected: str = BACKBONE, map_location: Any = "cpu") -> Any:
     """``torch.load(path, weights_only=True)``, the checkpoint twin of :func:`open_checked`: a missing,
-    damaged, truncated or wrong-kind file (an HDF5 cache, a text file) becomes a :class:`CacheError` that says
-    what the file is and that ``expected`` was expected. Checking the loaded object's own format is the
-    caller's (it knows which format it wants)."""
+    damaged, truncated or wrong-kind file (an HDF5 cache, a text file, a pickled module) becomes a
+    :class:`CacheError` that says what the file is and that ``expected`` was expected. Checking the loaded
+    object's own format is the caller's (it knows which format it wants)."""
     import torch
 
     p = Path(path)
@@ -297,9 +302,7 @@ def load_checkpoint_checked(path: str | os.PathLike, expected: str = BACKBONE, m
     try:
         return torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for foreign or damaged files
-        damaged = " (damaged or truncated?)" if kind == "zip" else ""
-        raise CacheError(p, f"cannot be read as a weights-only torch checkpoint{damaged}: {_torch_reason(exc)}; "
-                            f"expected {expected}") from None
+        raise CacheError(p, f"{_torch_reason(exc, kind)}; expected {expected}") from None
 
 
 def describe_hdf5(path: str | os.PathLike) -> str:

@@ -43,6 +43,9 @@ def server_argv(cfg: ServeConfig) -> list[str]:
     model = cfg.model or default_gguf()
     if not Path(model).is_file():
         raise SmieError(f"{model}: no such GGUF file")
+    with open(model, "rb") as fh:
+        if fh.read(4) != b"GGUF":
+            raise SmieError(f"{model}: not a GGUF model file (no GGUF signature); expected a llama.cpp .gguf model")
     return ["--model", str(model), "--host", cfg.host, "--port", str(cfg.port), "--n_ctx", str(cfg.n_ctx)]
 
 
