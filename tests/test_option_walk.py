@@ -51,6 +51,13 @@ def is_int(p: click.Parameter) -> bool:
     return isinstance(item, click.IntRange)
 
 
+def describe(t: click.ParamType) -> str:
+    """The accepted values of a ranged type, as click's help shows them."""
+    if isinstance(t, Numbers):
+        return f"list of {describe(t.item)}" + (f", {t.length} values" if t.length else "")
+    return t._describe_range() if isinstance(t, (click.IntRange, click.FloatRange)) else t.name
+
+
 def commands() -> list[tuple[str, click.Command]]:
     return sorted(main.commands.items())
 
@@ -152,7 +159,7 @@ def test_every_numeric_option_refuses_or_survives_bad_values(files):
                     assert any(o in result.output for o in p.opts), f"{what}: the error must name the option"
                 outcomes.append("refused" if result.exit_code == 2 else "accepted")
                 counts[outcomes[-1]] += 1
-            table.append(f"| `{name}` | `{p.opts[0]}` | {p.type} | " + " | ".join(outcomes) + " |")
+            table.append(f"| `{name}` | `{p.opts[0]}` | `{describe(p.type)}` | " + " | ".join(outcomes) + " |")
     print(f"\nnumeric options: {len(table)}, values walked: {sum(counts.values())} ({dict(counts)})")
     print("\n".join(table))
     assert len(table) >= 60 and counts["refused"] > counts["accepted"]
