@@ -165,7 +165,8 @@ def quickstart(**kw: Any) -> None:
 @click.option("--class", "classes", multiple=True, help="Class name (its first sample); repeatable.")
 @click.option("--grid", is_flag=True, help="One sample per class, as small multiples.")
 @click.option("--format", default=None, help="Format of a raw SOURCE (inferred from the name when omitted).")
-@click.option("--frames", type=FRAMES, default=None, help="Frames of raw sequences after resampling (default: the --backbone's, else 50).")
+@click.option("--frames", type=FRAMES, default=None,
+              help="Frames of raw sequences after resampling (default: the --backbone's, else 50).")
 @click.option("--center", type=CENTERS, default=None, help="Centring of raw sequences (default first).")
 @click.option("--masking", default=None, type=click.Choice(["official", "paper"]),
               help="Mark the frames this keyframe masking drops (see extract-visual).")
