@@ -183,7 +183,7 @@ def check_header(f: h5py.File, path: str | os.PathLike, encoding_type: str, sche
     return version
 
 
-def schema_version(f: h5py.File) -> int:
+def schema_version_of(f: h5py.File) -> int:
     """The schema version of a file that passed :func:`check_header` (for readers whose layout changed)."""
     return int(f.attrs["schema-version"])
 

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from smie.cli import main
 from smie.features import skeletons, text, visual
-from smie.features.store import CacheError, check_header, open_checked, write_header
+from smie.features.store import CacheError, check_header, open_checked, schema_version_of, write_header
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 INDEX = json.loads((FIXTURES / "caches.json").read_text())
@@ -88,14 +88,14 @@ def test_a_newer_schema_version_is_refused_naming_both(tmp_path, kind):
 
 def test_header_check_accepts_every_version_from_the_oldest_to_the_newest(tmp_path):
     """What a schema bump relies on: a reader declaring version N still opens N-1 (and reads its layout by
-    ``schema_version(f)``), refuses N+1, and a kind may declare an oldest version it still migrates."""
+    ``schema_version_of(f)``), refuses N+1, and a kind may declare an oldest version it still migrates."""
     path = tmp_path / "v.h5"
     for found in (1, 2, 3):
         with h5py.File(path, "w") as f:
             write_header(f, "smie.visual", found, {})
         with h5py.File(path, "r") as f:
             if found <= 2:
-                assert check_header(f, path, "smie.visual", 2) == found
+                assert check_header(f, path, "smie.visual", 2) == found == schema_version_of(f)
             else:
                 with pytest.raises(CacheError, match="written by a newer smie .this smie reads versions 1-2."):
                     check_header(f, path, "smie.visual", 2)
