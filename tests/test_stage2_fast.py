@@ -257,6 +257,7 @@ def test_fused_adam_gives_the_plain_adams_results(tmp_path, monkeypatch, method)
         assert fast[key]["mean"] == pytest.approx(slow[key]["mean"], abs=0.02), key
 
 
+@pytest.mark.slow  # a whole compare grid twice (~70 s on 2 busy cores)
 def test_parallel_grid_gives_the_same_numbers_as_one_process(tmp_path):
     from smie.pipeline.zsl.compare import CompareConfig, compare
     from tests.test_baselines import write_caches
@@ -367,6 +368,7 @@ print(mode, sorted(faults[5:])[10], faults)
 """
 
 
+@pytest.mark.slow  # counts page faults over whole training runs (~20 s)
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_kept_heap_takes_no_page_faults_per_step():
     """With the heap kept, a scoring pass (5 MB of temporaries) reuses freed memory instead of faulting in fresh

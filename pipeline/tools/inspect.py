@@ -4,7 +4,10 @@ HDF5 caches (``smie.skeletons``, ``smie.visual``, ``smie.text``, any ``smie.*``)
 schema version, root attributes (JSON values pretty-printed), every dataset with shape and dtype, class names
 (shortened when there are many), a few per-type summaries (label/length/partition counts) and the provenance.
 Backbone checkpoints (``.pt``) are loaded with ``torch.load(weights_only=True)`` and summarised: architecture,
-split, validation accuracy, provenance. Anything else raises :class:`CacheError`.
+split, validation accuracy, provenance. Files are opened through the checked doors of ``features/store.py``
+(``open_hdf5``, ``load_checkpoint_checked``), so anything else (garbage, a truncated or damaged file, a foreign
+HDF5 or torch file) raises one :class:`CacheError` line that says what the file is. A cache of a schema version
+newer than this smie reads is still listed (the listing is generic), with a line saying so.
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from smie.features.store import CacheError
+from smie.features.store import BACKBONE, CacheError, load_checkpoint_checked, open_hdf5, sniff
 
 _SHOW_CLASSES = 12
 
@@ -92,46 +95,63 @@ def _visual_summaries(f) -> list[str]:
     return out
 
 
+def _readable_versions() -> dict[str, int]:
+    """The schema version this smie writes (and so the newest it reads) of each cache type."""
+    from smie.features import skeletons, text, visual
+
+    return {m.ENCODING_TYPE: m.SCHEMA_VERSION for m in (skeletons, visual, text)}
+
+
+def _version_line(kind: str, version) -> str:
+    newest = _readable_versions().get(kind)
+    try:
+        newer = newest is not None and int(version) > newest
+    except (TypeError, ValueError):
+        return f"  type: {kind} (schema-version {version!r}: not a version number; smie cannot read this file)"
+    note = (f": newer than this smie reads ({newest}); other commands refuse it, upgrade smie to use it"
+            if newer else "")
+    return f"  type: {kind} (schema-version {version}{note})"
+
+
 def _inspect_h5(path: Path) -> str:
+    try:
+        with open_hdf5(path, expected="an smie cache") as f:
+            return _list_h5(f, path)
+    except (OSError, KeyError, ValueError) as exc:  # a file that opens but whose objects cannot be read
+        raise CacheError(path, f"damaged HDF5: reading it failed ({exc})") from None
+
+
+def _list_h5(f, path: Path) -> str:
     import h5py
 
-    with h5py.File(path, "r") as f:
-        kind = f.attrs.get("encoding-type")
-        kind = kind.decode() if isinstance(kind, bytes) else kind
-        if not kind or not str(kind).startswith("smie."):
-            raise CacheError(path, "an HDF5 file but not an smie cache (no smie 'encoding-type' attribute)")
-        lines = [f"{path}", f"  type: {kind} (schema-version {f.attrs.get('schema-version', '?')})"]
-        attrs = [(k, v) for k, v in f.attrs.items() if k not in ("encoding-type", "schema-version", "provenance")]
-        if attrs:
-            lines.append("  attributes:")
-            lines += [f"    {k}: {_value(v)}" for k, v in sorted(attrs)]
-        lines.append("  datasets:")
+    kind = f.attrs.get("encoding-type")
+    kind = kind.decode() if isinstance(kind, bytes) else kind
+    if not kind or not str(kind).startswith("smie."):
+        raise CacheError(path, "an HDF5 file but not an smie cache (no smie 'encoding-type' attribute)")
+    lines = [f"{path}", _version_line(str(kind), f.attrs.get("schema-version", "?"))]
+    attrs = [(k, v) for k, v in f.attrs.items() if k not in ("encoding-type", "schema-version", "provenance")]
+    if attrs:
+        lines.append("  attributes:")
+        lines += [f"    {k}: {_value(v)}" for k, v in sorted(attrs)]
+    lines.append("  datasets:")
 
-        def visit(name, obj):
-            if isinstance(obj, h5py.Dataset):
-                lines.append(f"    {name}: {obj.shape} {obj.dtype}")
+    def visit(name, obj):
+        if isinstance(obj, h5py.Dataset):
+            lines.append(f"    {name}: {obj.shape} {obj.dtype}")
 
-        f.visititems(visit)
-        if "class_names" in f:
-            names = f["class_names"][()]
-            lines.append(f"  class names ({len(names)}): {_names(names)}")
-        lines += [f"  {s}" for s in _summaries(f, str(kind))]
-        prov = f.attrs.get("provenance")
-        prov = json.dumps(json.loads(prov), indent=2, sort_keys=True) if prov else "(none)"
-        lines.append("  provenance: " + prov.replace("\n", "\n  "))
+    f.visititems(visit)
+    if "class_names" in f:
+        names = f["class_names"][()]
+        lines.append(f"  class names ({len(names)}): {_names(names)}")
+    lines += [f"  {s}" for s in _summaries(f, str(kind))]
+    prov = f.attrs.get("provenance")
+    prov = json.dumps(json.loads(prov), indent=2, sort_keys=True) if prov else "(none)"
+    lines.append("  provenance: " + prov.replace("\n", "\n  "))
     return "\n".join(lines)
 
 
 def _inspect_pt(path: Path) -> str:
-    import torch
-
-    if not zipfile.is_zipfile(path):
-        raise CacheError(path, "neither an smie HDF5 cache nor an smie backbone checkpoint (.pt)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for foreign or damaged files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CacheError(path, f"a torch file that cannot be loaded weights-only ({first})") from None
+    ckpt = load_checkpoint_checked(path, expected=BACKBONE)
     if not isinstance(ckpt, dict) or ckpt.get("format") != "smie.backbone":
         raise CacheError(path, "a torch file but not an smie backbone checkpoint (no format='smie.backbone')")
     split = ckpt.get("split") or {}
@@ -155,13 +175,17 @@ def _inspect_pt(path: Path) -> str:
     return "\n".join(lines)
 
 
+_WHAT = {"empty": "an empty file", "text": "a text file", "binary": "a binary file"}
+
+
 def inspect_file(path: str | os.PathLike) -> str:
     """A multi-line description of an smie HDF5 cache or backbone checkpoint; :class:`CacheError` otherwise."""
-    import h5py
-
     p = Path(path)
     if not p.is_file():
-        raise CacheError(p, "no such file")
-    if h5py.is_hdf5(p):
+        raise CacheError(p, "is a directory" if p.is_dir() else "no such file")
+    kind = sniff(p)
+    if kind == "hdf5":
         return _inspect_h5(p)
-    return _inspect_pt(p)
+    if kind == "zip" or (kind == "binary" and zipfile.is_zipfile(p)):
+        return _inspect_pt(p)
+    raise CacheError(p, f"neither an smie HDF5 cache nor an smie backbone checkpoint (.pt): it is {_WHAT[kind]}")

@@ -183,8 +183,8 @@ def predict(cfg: PredictConfig):
     if not cfg.files:
         raise SmieError("give at least one skeleton file")
     device = resolve_device(cfg.device)
+    module, binfo = load_backbone(cfg.backbone, device)  # first: the checked door says what a wrong file is
     model, info = load_run(cfg.run, device=str(device))
-    module, binfo = load_backbone(cfg.backbone, device)
     if info.get("backbone_sha256") and info["backbone_sha256"] != binfo.sha256:
         raise SmieError(f"{cfg.backbone}: not the backbone the run {cfg.run} was trained on "
                         f"(its features came from a backbone with SHA-256 {info['backbone_sha256'][:12]}...)")

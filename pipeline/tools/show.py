@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from smie.features.store import SmieError
+from smie.features.store import SmieError, sniff
 from smie.pipeline.tools.skeleton_draw import KEPT, KEYFRAME, RANDOM_DROP, PanelData, make_figure
 
 MAX_PANELS = 36
@@ -78,10 +78,7 @@ class Pool:
 
 
 def _is_cache(path: Path) -> bool:
-    if not path.is_file():
-        return False
-    with open(path, "rb") as f:
-        return f.read(8) == b"\x89HDF\r\n\x1a\n"
+    return path.is_file() and sniff(path) == "hdf5"
 
 
 def open_pool(cfg: ShowConfig, binfo=None) -> Pool:

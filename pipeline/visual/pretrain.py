@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from smie.features.skeletons import read_skeletons
-from smie.features.store import SmieError, atomic_path, file_sha256, provenance
+from smie.features.store import SmieError, atomic_path, file_sha256, load_checkpoint_checked, provenance
 from smie.pipeline.visual.backbones import FORMAT, build_backbone, check_backbone_compatible, load_backbone, load_init_weights
 from smie.pipeline.visual.backbones import save_checkpoint
 from smie.pipeline.data.partitions import SEEN_TRAIN, SEEN_VAL, assign_partitions
@@ -134,10 +134,7 @@ def vet_init(path: Path, split: Split, class_names) -> dict:
     inherits that.
     """
     path = Path(path)
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for foreign or damaged files
-        raise SmieError(f"{path}: --init weights cannot be read as a weights-only torch checkpoint ({exc})") from None
+    raw = load_checkpoint_checked(path, expected="--init weights: an smie backbone checkpoint or a state dict (.pt)")
     verified = isinstance(raw, dict) and raw.get("format") == FORMAT
     if verified:
         _, info = load_backbone(path)
@@ -168,9 +165,9 @@ def _load_resume(path: Path, fingerprint: dict) -> dict | None:
     if not path.is_file():
         return None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for damaged files
-        raise SmieError(f"{path}: unreadable resume file ({exc}); delete it or pass --no-resume") from None
+        state = load_checkpoint_checked(path, expected="a pretraining resume file")
+    except SmieError as exc:
+        raise SmieError(f"unreadable resume file: {exc}; delete it or pass --no-resume") from None
     if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT:
         raise SmieError(f"{path}: not a pretraining resume file; delete it or pass --no-resume")
     if state["fingerprint"] != fingerprint:

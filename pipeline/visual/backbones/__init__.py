@@ -131,12 +131,13 @@ def save_checkpoint(
 
 
 def _read(path: Path) -> dict:
-    if not path.is_file():
+    """The checkpoint through the checked door: a missing, damaged or wrong-kind file (a cache given as a
+    checkpoint) is a one-line error that says what the file is."""
+    from smie.features.store import load_checkpoint_checked
+
+    if not path.exists():
         raise SmieError(f"{path}: no such backbone checkpoint")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for foreign or damaged files
-        raise SmieError(f"{path}: cannot be read as a weights-only torch checkpoint ({exc})") from None
+    return load_checkpoint_checked(path)
 
 
 @torch.no_grad()
