@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from smie.pipeline.tools.cli_options import (
-    CENTERS, COUNT, DROP, FRAMES, NONNEG, PROCESSES, WORKERS, Checked, ExistingPath, InFile,
+    CENTERS, COUNT, DROP, FRAMES, NONNEG, PROCESSES, SEED, WORKERS, Checked, ExistingPath, InDir, InFile,
     Numbers, OutDir, Real, batch_size_option, class_source, combine_option, device_option, done,
     epochs_exceed_warmup, epochs_option, floats, fractions_leave_training, gzsl_option, input_option, kinds_option,
     lr_option, no_resume_option, options, out_option, seed_option, skeletons_option, splits_option, text_option,
@@ -214,30 +214,26 @@ def embed_labels(**kw: Any) -> None:
     done("wrote text cache", run(EmbedConfig(**kw)))
 
 
-ExistingDir = click.Path(path_type=Path, exists=True, file_okay=False)
-ExistingFile = click.Path(path_type=Path, exists=True, dir_okay=False)
-
-
 @main.command("import-features")
-@click.option("--folder", required=True, type=ExistingDir,
+@click.option("--folder", required=True, type=InDir,
               help="Main feature folder of SynSE's layout (shift_5_r; SA-DVAE/TDSM shift_ntu60_5_r; SMIE split_5).")
 @click.option("--split", required=True, help="Registry split the folder was made for, e.g. synse:ntu60:55/5.")
 @out_option(help="Visual cache to write (.h5).")
-@click.option("--validation-folder", type=ExistingDir, default=None,
+@click.option("--validation-folder", type=InDir, default=None,
               help="Its validation folder (default: the sibling shift_val_5_r when it exists).")
 @click.option("--no-validation-folder", is_flag=True, help="Import the main folder only.")
 @click.option("--labels", default="auto", show_default=True, type=click.Choice(["auto", "global", "local"]),
               help="Label ids: global = the data set's class indices (every official loader); local = positions "
                    "in the split's class list.")
-@click.option("--val-fraction", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.1, show_default=True,
+@click.option("--val-fraction", type=Real(0, 1, max_open=True), default=0.1, show_default=True,
               help="Share of each seen class's train rows held out as seen_val for stage two's selection and "
                    "GZSL calibration; 0 trains on every row, as the official codes do.")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of that hold-out.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of that hold-out.")
 @click.option("--arch", default="shiftgcn", show_default=True,
               type=click.Choice(["shiftgcn", "stgcn", "msg3d", "vacnn", "other"]), help="Backbone that made them.")
 @click.option("--dataset", type=click.Choice(["ntu60", "ntu120", "pku51", "msr"]), default=None,
               help="Data set of a split outside the registry.")
-@click.option("--backbone-weights", type=ExistingFile, default=None,
+@click.option("--backbone-weights", type=InFile, default=None,
               help="Published backbone checkpoint whose SHA-256 to record (default: the folder's weights/*.pt).")
 def import_features(no_validation_folder: bool, **kw: Any) -> None:
     """Import pre-extracted SynSE-layout features (SynSE, MSF, SA-DVAE, TDSM, SMIE) into a visual cache."""
@@ -265,7 +261,7 @@ def _kind_files(ctx: click.Context, param: click.Parameter, values: tuple[str, .
 @main.command("import-text-features")
 @click.option("--format", required=True, type=click.Choice(["msf", "synse", "npy"]),
               help="msf: MSF-GZSSAR text_feats/ViT-B-32; synse: synse-zsl language_data; npy: --file KIND=PATH.")
-@click.option("--input", type=ExistingDir, default=None, help="The published folder (msf, synse).")
+@click.option("--input", type=InDir, default=None, help="The published folder (msf, synse).")
 @click.option("--dataset", required=True, type=click.Choice(["ntu60", "ntu120", "pku51", "msr"]),
               help="Class table the rows follow.")
 @out_option(help="Text cache to write (.h5).")
@@ -273,8 +269,8 @@ def _kind_files(ctx: click.Context, param: click.Parameter, values: tuple[str, .
 @click.option("--kind", "kinds", multiple=True, help="Only these kinds (default: every kind the source has).")
 @click.option("--model", default="bert", show_default=True, type=click.Choice(["bert", "w2v"]),
               help="synse: Sentence-BERT (1024-d) or word2vec (300-d) vectors.")
-@click.option("--names", type=ExistingFile, default=None, help="Published class names to check the order with.")
-@click.option("--texts", type=ExistingDir, default=None, help="msf: the sem_info folder (default: found beside).")
+@click.option("--names", type=InFile, default=None, help="Published class names to check the order with.")
+@click.option("--texts", type=InDir, default=None, help="msf: the sem_info folder (default: found beside).")
 @click.option("--encoder", default=None, help="Encoder id to record (required for npy).")
 def import_text_features(**kw: Any) -> None:
     """Import published class-text features (MSF's CLIP, SynSE's SBERT/word2vec, any .npy) into a text cache."""
@@ -287,19 +283,19 @@ def import_text_features(**kw: Any) -> None:
 @click.option("--format", required=True, type=click.Choice(["shiftgcn", "stgcn", "smie-stgcn"]),
               help="shiftgcn: kchengiva/Shift-GCN (SynSE's per-split weights); stgcn: yysijie/st-gcn; "
                    "smie-stgcn: YujieOuO/SMIE's ST-GCN encoder.")
-@click.option("--weights", required=True, type=ExistingFile, help="The published checkpoint (.pt state dict).")
+@click.option("--weights", required=True, type=InFile, help="The published checkpoint (.pt state dict).")
 @click.option("--split", required=True, help="Split its training classes follow, e.g. synse:ntu60:55/5.")
 @out_option(help="smie backbone checkpoint to write (.pt).")
-@click.option("--frames", type=click.IntRange(min=1), default=None,
+@click.option("--frames", type=FRAMES, default=None,
               help="Frames of the input it expects (default: 300 for shiftgcn/stgcn, 50 for smie-stgcn).")
 @click.option("--role", default="main", show_default=True, type=click.Choice(["main", "validation"]),
               help="validation: the split's validation backbone (trained without val_unseen).")
 @click.option("--protocol", default="ntu-xsub", show_default=True,
               type=click.Choice(["ntu-xsub", "ntu-xview", "ntu-xset", "msr-xsub"]),
               help="Official partition its training samples came from (extract-visual's partitions).")
-@click.option("--val-fraction", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.1, show_default=True,
+@click.option("--val-fraction", type=Real(0, 1, max_open=True), default=0.1, show_default=True,
               help="Seen training samples that extract-visual marks seen_val.")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--layout", default="ntu-25", show_default=True, type=click.Choice(["ntu-25", "kinect-v1-20"]))
 @click.option("--dataset", type=click.Choice(["ntu60", "ntu120", "pku51", "msr"]), default=None,
               help="Data set of a split outside the registry.")
