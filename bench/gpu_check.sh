@@ -107,12 +107,12 @@ ntu_skeletons() {
     local d="$WORK/ntu"
     [ -f "$d/sk.h5" ] && return 0
     mkdir -p "$d"
-    local per=60; [ "$DRY" = 1 ] && per=5
+    local per=40; [ "$DRY" = 1 ] && per=5
     smie synthetic --out "$d/syn.npz" --per-class "$per" --frames 50 --seed 0 &&
         smie prepare --format npz --input "$d/syn.npz" --out "$d/sk.h5" --frames 50
 }
 PRETRAIN_ARGS() {  # the pretrain-backbone options of both steps
-    if [ "$DRY" = 1 ]; then echo "--epochs 1 --batch-size 16"; else echo "--epochs 10 --batch-size 32"; fi
+    if [ "$DRY" = 1 ]; then echo "--epochs 1 --batch-size 16"; else echo "--epochs 10 --batch-size 16"; fi
 }
 EXTRACT_ARGS() {  # the extract-visual options of both steps (dry: one masked view, half the CPU time)
     if [ "$DRY" = 1 ]; then echo "--views 1 --batch-size 16"; else echo "--views 4 --batch-size 64"; fi
@@ -121,16 +121,17 @@ export -f ntu_skeletons PRETRAIN_ARGS EXTRACT_ARGS
 
 # ---- steps ------------------------------------------------------------------------------------------------------
 step_install() {
-    local wheels=(.whl/*.whl)
+    local wheels=(.whl/*.whl) rc=0
     if [ -e "${wheels[0]}" ]; then
         if [ "$DRY" = 1 ]; then  # the wheels are the device's (cp312, manylinux): check they install there
             "$PY" -m pip install -q --no-index --no-deps --no-compile --target "$WORK/site-check" \
                 --only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux2014_x86_64 \
-                --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 "${wheels[@]}" || return 1
-            note "${#wheels[@]} wheels from .whl checked for Python 3.12 (not put on this Python's path)"
+                --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 "${wheels[@]}" &&
+                note "${#wheels[@]} wheels from .whl checked for Python 3.12 (not put on this Python's path)" ||
+                { rc=1; note "the wheels in .whl do not install for Python 3.12"; }
         else
-            "$PY" -m pip install -q --no-index --no-deps --no-compile --target "$WORK/site" "${wheels[@]}" || return 1
-            note "${#wheels[@]} wheels from .whl on PYTHONPATH"
+            "$PY" -m pip install -q --no-index --no-deps --no-compile --target "$WORK/site" "${wheels[@]}" &&
+                note "${#wheels[@]} wheels from .whl on PYTHONPATH" || { rc=1; note "the wheels in .whl failed"; }
         fi
     else
         note "no .whl/ wheels (openai missing on a bare GPU image; no step needs it)"
@@ -139,9 +140,11 @@ step_install() {
     if [ "$DRY" = 1 ] && ! "$PY" -c "import setuptools" 2>/dev/null; then
         note "no setuptools here: the offline build check was not run (the GPU image has setuptools)"
     else
-        "$PY" -m pip install "${dry[@]}" --no-deps --no-build-isolation --no-index -e . || return 1
+        "$PY" -m pip install "${dry[@]}" --no-deps --no-build-isolation --no-index -e . ||
+            { rc=1; note "pip install -e . failed"; }
     fi
-    "$PY" -c "import smie, os; print('smie from', os.path.dirname(smie.__file__))"
+    "$PY" -c "import smie, os; print('smie from', os.path.dirname(smie.__file__))" || rc=1
+    return $rc
 }
 
 step_env() {
@@ -209,7 +212,7 @@ step_agree_backbone() {
     ntu_skeletons || return 1
     local d="$WORK/ntu" cand="$WORK/ntu/vis.h5"
     if [ ! -f "$d/bb.pt" ]; then
-        note "no torchrun checkpoint: trained one here"
+        note "no torchrun checkpoint: training one here"
         smie pretrain-backbone --skeletons "$d/sk.h5" --split random:4:seed=0 --out "$d/bb.pt" $(PRETRAIN_ARGS) \
             --val-fraction 0.2 --device "$DEV" --seed 0 || return 1
         rm -f "$cand"
@@ -225,8 +228,8 @@ step_agree_backbone() {
 }
 
 step_agree_stage2() {
-    local d="$WORK/agree2" size=(--samples 3000 --classes 20 --dim 256 --text-dim 384)
-    local fit=(--epochs 20 --warmup 2 --lr 1e-4 --seed 0)
+    local d="$WORK/agree2" size=(--samples 2000 --classes 20 --dim 256 --text-dim 384)
+    local fit=(--epochs 10 --warmup 2 --lr 1e-4 --seed 0)
     [ "$DRY" = 1 ] && size=(--samples 400 --classes 10 --unseen 3 --dim 32 --text-dim 16 --views 2) &&
         fit=(--epochs 4 --warmup 1 --lr 1e-3 --hidden 64,32 --batch-size 32 --seed 0)
     "$PY" bench/synthetic_caches.py --out "$d" "${size[@]}" || return 1

@@ -6,11 +6,14 @@ Each subcommand prints what it found and, with ``--json``, writes it for the sum
 - ``fit -- ARGS``: ``smie ARGS`` in this process (the CLI itself), timed, with the peak CUDA memory, and whether
   the training set fits in it (the whole cache on the device); reads the run's ``metrics.json``.
 - ``compare-fits REF CAND``: two ``fit-estimator`` run directories of the same seed on two devices: per-epoch
-  losses within ``LOSS_RTOL``, ZSL top-1 within ``ACC_ATOL``; the weights' relative difference is reported.
+  losses within ``LOSS_RTOL``, ZSL top-1 within ``ACC_ATOL``; the weights' relative difference is reported, not
+  checked (Adam's normalised steps amplify float noise: oneDNN against torch's CPU matmul, 10 epochs, gave
+  losses 2e-5, ZSL 0.002 and weights 9e-3 apart).
 - ``compare-features REF CAND``: two visual caches of the same checkpoint and skeletons extracted on two devices
-  (float32 on CPU, bf16 autocast on CUDA): same rows, features within ``FEATURE_RTOL`` relative (Frobenius), every
-  row's cosine at least ``FEATURE_COS``; the fraction of elements outside ``allclose(2e-2, 2e-2)`` (the bf16
-  tolerance of ``tests/test_pretrain_gpu.py``) is reported.
+  (float32 on CPU, bf16 autocast on CUDA): same rows, features and masked views within ``FEATURE_RTOL`` relative
+  (Frobenius), every sample's feature cosine at least ``FEATURE_COS``; the fraction of elements outside
+  ``allclose(2e-2, 2e-2)`` (the bf16 tolerance of ``tests/test_pretrain_gpu.py``) is reported. (A CPU proxy,
+  bf16 autocast against float32 on the CPU for a random-init ST-GCN small, gave 3e-3 and 0.99999.)
 - ``ddp-smoke``: under ``torchrun``: a process group of the given backend (NCCL on CUDA), a DistributedDataParallel
   smie backbone, one bf16 training step and an all-reduce. smie's own training and extraction join a process
   group only when ``WORLD_SIZE`` > 1, which one GPU cannot give NCCL; this step is the NCCL check on one GPU.
@@ -175,7 +178,9 @@ def cmd_compare_features(a) -> int:
         outside = float(np.mean(~np.isclose(c, r, rtol=2e-2, atol=2e-2)))
         res[name] = dict(rel_err=rel, max_abs=float(np.max(np.abs(c - r))), cos_min=float(cos.min()),
                          frac_outside=outside)
-        ok = ok and rel <= FEATURE_RTOL and cos.min() >= FEATURE_COS
+        # masked views: the aggregate only, since a near-tie in a sequence's motion ranking may pick another
+        # keyframe on the other device (a float32 reduction's last bit), which is not an error
+        ok = ok and rel <= FEATURE_RTOL and (name == "masked" or cos.min() >= FEATURE_COS)
     res["pass"] = bool(ok)
     print(json.dumps(res, default=_jsonable))
     _write(a.json, res)
@@ -214,12 +219,12 @@ def cmd_ddp_smoke(a) -> int:
     opt.step()
     total = torch.ones(1, device=device) * (rank + 1)
     dist.all_reduce(total)
-    env.barrier()
+    dist.barrier()
     ok = float(total) == world * (world + 1) / 2 and math.isfinite(float(loss))
     res = dict(backend=dist.get_backend(), world=world, device=str(device), ddp=type(net).__name__,
                loss=float(loss), all_reduce=float(total), seconds=time.perf_counter() - t0)
     res["pass"] = ok
-    env.close()
+    dist.destroy_process_group()  # (DistEnv.close leaves a world of 1 alone)
     if rank == 0:
         print(json.dumps(res))
         _write(a.json, res)
