@@ -4,11 +4,13 @@ Input is (N, 3, 50, 25, 2), the NTU shape SMIE uses. Training = forward, cross e
 backward and an Adam step; inference = forward under ``torch.no_grad`` in eval mode. On CUDA both run under
 bf16 autocast, as ``smie pretrain-backbone`` does, and are timed with device synchronisation.
 
-    python bench/backbone_throughput.py --device auto [--batch 64] [--iters 10]
+    python bench/backbone_throughput.py --device auto [--batch 64] [--iters 10] [--models stgcn:small]
+        [--json results.json]
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -82,7 +84,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frames", type=int, default=50)
     parser.add_argument("--iters", type=int, default=None, help="timed steps (default 20 CUDA, 3 CPU)")
     parser.add_argument("--warmup", type=int, default=None)
+    parser.add_argument("--models", default=",".join(f"{a}:{s}" for a, s in MODELS),
+                        help="comma list of arch:size (default: all three)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
+    models = [tuple(m.strip().split(":")) for m in args.models.split(",") if m.strip()]
+    if not models or any(len(m) != 2 for m in models):
+        parser.error("--models takes arch:size pairs, e.g. stgcn:small,shiftgcn:standard")
     device = resolve_device(args.device)
     cuda = device.type == "cuda"
     batch = args.batch or (128 if cuda else 16)
@@ -94,9 +102,15 @@ def main(argv: list[str] | None = None) -> None:
     print(f"device: {name}; input ({batch}, 3, {args.frames}, 25, 2); {iters} timed steps after {warmup} warm-up;"
           f" {'bf16 autocast' if cuda else 'float32'}")
     print(f"{'backbone':<20} {'params (M)':>10} {'train seq/s':>12} {'infer seq/s':>12}")
-    for arch, size in MODELS:
+    results = {}
+    for arch, size in models:
         r = measure(arch, size, device, batch, args.frames, warmup, iters)
+        results[f"{arch}-{size}"] = r
         print(f"{arch + ' ' + size:<20} {r['params_m']:>10.2f} {r['train']:>12.1f} {r['infer']:>12.1f}", flush=True)
+    if args.json is not None:
+        args.json.write_text(json.dumps(dict(device=name, input=[batch, 3, args.frames, 25, 2], iters=iters,
+                                             warmup=warmup, autocast="bf16" if cuda else None, models=results),
+                                        indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -8,12 +8,13 @@ hashing and loading), and the backbone alone on the same input for reference. On
 warm-up extraction runs first.
 
     OMP_NUM_THREADS=2 python bench/extract_throughput.py --device cpu --n 256
-    python bench/extract_throughput.py --device cuda --n 16384
+    python bench/extract_throughput.py --device cuda --n 16384 [--workers 4] [--json results.json]
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
 import tempfile
 import time
@@ -88,6 +89,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--chunk-size", type=int, default=2048)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workers", type=int, default=None, help="reader processes (default: extract-visual's)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = ap.parse_args(argv)
     device = resolve_device(args.device)
     n = args.n or (16384 if device.type == "cuda" else 256)
@@ -99,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
               f" + checkpoint in {time.perf_counter() - t0:.1f} s")
         cfg = ExtractConfig(skeletons=skel, backbone=ckpt, out=d / "visual.h5", views=args.views,
                             batch_size=args.batch_size, chunk_size=args.chunk_size, device=str(device),
-                            seed=args.seed, resume=False)
+                            seed=args.seed, resume=False, workers=args.workers)
         if device.type == "cuda":
             extract_visual(cfg)
         timer: dict = {}
@@ -118,6 +121,12 @@ def main(argv: list[str] | None = None) -> None:
     per_seq = 1 / (1 / full + args.views / short)
     print(f"backbone alone: {full:.1f} seq/s at {args.frames} frames, {short:.1f} seq/s at {args.frames - 30} "
           f"frames; full + {args.views} views = {per_seq:.1f} sequences/s ceiling")
+    if args.json is not None:
+        args.json.write_text(json.dumps(dict(
+            device=str(device), device_name=torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU",
+            n=n, input=[n, 3, args.frames, V, args.bodies], batch=bs, views=args.views, seq_per_s=n / wall,
+            wall_s=wall, forward_share=timer["forward"] / wall, phases=timer, backbone_alone_full=full,
+            backbone_alone_views=short, ceiling_seq_per_s=per_seq), indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ stage two sets up (``smie.pipeline.zsl.heap``: freed memory kept, no page faults
 up more than the estimator; ``SMIE_HEAP=system`` runs both on glibc's defaults, as the official code runs.
 Usage::
 
-    python bench/stage2_cost.py [--samples 512] [--epochs 2] [--device cpu]
+    python bench/stage2_cost.py [--samples 512] [--epochs 2] [--device cpu] [--json results.json]
 """
 from __future__ import annotations
 
@@ -139,6 +139,7 @@ def main(argv=None) -> dict:
     p.add_argument("--views", type=int, default=4)
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     a = p.parse_args(argv)
     r = run_bench(a.samples, a.test, a.epochs, a.batch_size, views=a.views, device=a.device, seed=a.seed)
     print(f"{r['samples']} training samples, {r['epochs']} epochs, device {r['device']}, {r['threads']} threads, "
@@ -147,6 +148,11 @@ def main(argv=None) -> dict:
     print(f"  cached estimator experiment:  {r['cached']:8.2f} s   speed-up {r['ratio']:.0f}x")
     print(f"  one-off extraction:           {r['extract']:8.2f} s   "
           f"(speed-up incl. extraction {r['ratio_with_extract']:.1f}x)")
+    if a.json:
+        import json
+
+        with open(a.json, "w") as fh:
+            json.dump(r, fh, indent=2)
     return r
 
 
