@@ -138,10 +138,12 @@ def run_cycles(mod, runtime: OfficialRuntime, steps: int, cycle_length: int, on_
 
 def scan_schedule(mod, runtime: OfficialRuntime, visual: torch.Tensor, labels: np.ndarray, cycles: int,
                   weights: dict[str, str], cycle_length: int = 1700, smie=S.cycle_weights) -> dict:
-    """Run the official ``train_one_cycle`` for cycles 0..cycles-1 on one-sample batches (only its schedule is
-    read); count the steps where each of smie's weights (``smie(step)``) differs from the official local."""
+    """Run the official ``train_one_cycle`` for cycles 0..cycles-1 on one-sample batches without gradients
+    (``runtime.record_only``: only the schedule is read); count the steps where each of smie's weights
+    (``smie(step)``) differs from the official local."""
     mod.train_loader = StepLoader(visual, labels, [np.array([i % len(labels)]) for i in range(cycles * cycle_length)])
-    with runtime, quiet():
+    runtime.record_only = True
+    with runtime, quiet(), torch.no_grad():
         for c in range(cycles):
             mod.train_one_cycle(c, cycle_length)
     diffs, first = {k: 0 for k in weights}, {}

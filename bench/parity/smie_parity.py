@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import smie_side as S
+from cycles import drift
 from standins import OfficialRuntime, einops_standin, hook_step, official_import, quiet, sacred_standin
 from table import MaxDiff, Row, Sampled, agreement_row, dtype_name, fmt, grads_row, same_row
 
@@ -273,7 +274,6 @@ def run(repo: Path, epochs: int, n_train: int, seed: int, dtypes: tuple[torch.dt
     rows: list[Row] = []
     ref = runs.get(torch.float64)
     for dt, r in runs.items():
-        drift = lambda a, b: float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) if ref is not None else None  # noqa
         is32 = dt == torch.float32 and ref is not None
         steps = r["steps"]
         rows.append(same_row(METHOD, f"loss per step ({steps} steps, {epochs} epochs)", dt, r["d_loss"],
@@ -311,30 +311,49 @@ def run(repo: Path, epochs: int, n_train: int, seed: int, dtypes: tuple[torch.dt
 
 def loop_rows(repo: Path, seed: int, dtype: torch.dtype) -> list[Row]:
     """smie's own loop (``train_method``, 100 epochs, one batch of 128 per epoch) against the official code fed
-    the batches and views that loop drew: per-epoch mean losses and the final parameters."""
+    the batches and views that loop drew: per-epoch mean losses and the final parameters. In float32 the code
+    is also run in float64 on the same batches, for its own drift."""
     data = synthetic(seed, BATCH)
     n = BATCH
-    t = lambda a: torch.as_tensor(a, dtype=dtype)  # noqa: E731
-    rows_t = t(np.concatenate([data["visual"], data["test"]]))
-    feed = Feed(rows_t, t(data["masked"]))
-    with tempfile.TemporaryDirectory() as tmp:
-        proc, p, runtime = load_official(repo, Path(tmp), data, dtype, feed)
-    model = S.make("smie", D, E, dtype)
-    S.load_neutral(model, official_state(p))
     seen_row = {c: i for i, c in enumerate(data["seen"])}
     labels = torch.as_tensor([seen_row[c] for c in data["y_train"]])
-    losses, fed = S.train_loop(model, rows_t[:n], feed.masked, labels, t(data["sem"][data["seen"]]),
-                               SCHEDULE_EPOCHS, BATCH, float(proc.ex.cfg["lr"]), WARMUP, seed)
-    d_loss = MaxDiff()
-    for epoch in range(SCHEDULE_EPOCHS):
-        p.data_loader["train"] = EpochLoader([fed[epoch]], data["y_train"], feed)
-        with runtime, quiet():
-            p.train_epoch(epoch)
-        d_loss.update(p.dim_loss, losses[epoch])
-    d_param = MaxDiff()
-    d_param.update_dicts(official_state(p), S.params(model))
-    return [same_row(METHOD, "smie's loop (train_method) vs code fed its batches: loss per epoch", dtype, d_loss),
-            same_row(METHOD, "smie's loop vs code: parameters after 100 epochs", dtype, d_param)]
+    fed, start = None, None
+    results = {}
+    for dt in ((dtype, torch.float64) if dtype == torch.float32 else (dtype,)):
+        t = lambda a: torch.as_tensor(a, dtype=dt)  # noqa: E731
+        rows_t = t(np.concatenate([data["visual"], data["test"]]))
+        feed = Feed(rows_t, t(data["masked"]))
+        with tempfile.TemporaryDirectory() as tmp:
+            proc, p, runtime = load_official(repo, Path(tmp), data, dt, feed)
+        if fed is None:
+            start = {k: v.clone() for k, v in official_state(p).items()}
+            model = S.make("smie", D, E, dt)
+            S.load_neutral(model, start)
+            losses, fed = S.train_loop(model, rows_t[:n], feed.masked, labels, t(data["sem"][data["seen"]]),
+                                       SCHEDULE_EPOCHS, BATCH, float(proc.ex.cfg["lr"]), WARMUP, seed)
+            ours = (losses, S.params(model))
+        else:
+            p.model.global_D.load_state_dict({k: v.to(dt) for k, v in start.items()})
+        code_losses = []
+        for epoch in range(SCHEDULE_EPOCHS):
+            p.data_loader["train"] = EpochLoader([fed[epoch]], data["y_train"], feed)
+            with runtime, quiet():
+                p.train_epoch(epoch)
+            code_losses.append(p.dim_loss)
+        results[dt] = (code_losses, official_state(p))
+    code_losses, code_params = results[dtype]
+    d_loss, d_param = MaxDiff(), MaxDiff()
+    for a, b in zip(code_losses, ours[0]):
+        d_loss.update(a, b)
+    d_param.update_dicts(code_params, ours[1])
+    loss_drift = param_drift = None
+    if dtype == torch.float32:
+        ref_losses, ref_params = results[torch.float64]
+        loss_drift = drift(code_losses, ref_losses)
+        param_drift = max(drift(code_params[k], ref_params[k]) for k in code_params)
+    return [same_row(METHOD, "smie's loop (train_method) vs code fed its batches: loss per epoch", dtype, d_loss,
+                     loss_drift),
+            same_row(METHOD, "smie's loop vs code: parameters after 100 epochs", dtype, d_param, param_drift)]
 
 
 def describe(epochs: int, n_train: int) -> str:

@@ -302,6 +302,13 @@ def gate_predict(p_unseen, p_seen, unseen_cols, seen_cols, coef, intercept, k: i
     return evaluate.msf_gate_predict(p_unseen, p_seen, unseen_cols, seen_cols, gate)
 
 
+def fit_gate(unseen: tuple[np.ndarray, np.ndarray], seen: tuple[np.ndarray, np.ndarray], k: int,
+             temperature: float, seed: int) -> dict:
+    """smie's whole gate fit (``evaluate.fit_msf_gate``): its own seeded 4/5 of each group, then the logistic
+    regression; ``unseen``/``seen`` are ``(p_unseen, p_seen)`` of the two groups' rows."""
+    return evaluate.fit_msf_gate(unseen, seen, k, temperature, seed)
+
+
 def seen_expert(logits: np.ndarray, seen_cols, temperature: float) -> np.ndarray:
     """smie's seen expert from the backbone's logits (N, K_all): softmax at ``temperature`` over the seen
     columns only (``LatentClassifierStage.seen_expert``)."""

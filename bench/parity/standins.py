@@ -30,6 +30,7 @@ import inspect
 import io
 import os
 import sys
+import warnings
 from pathlib import Path
 from types import ModuleType
 from typing import Callable, Iterator
@@ -42,7 +43,11 @@ _randn = torch.randn  # the real one: smie_side.feed_noise replaces torch.randn 
 # --- importing an official module -------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def _sandbox(repo: Path, cwd: Path | None, argv: list[str] | None, modules: dict[str, ModuleType]):
+def official_context(repo: Path, cwd: Path | None = None, argv: list[str] | None = None,
+                     modules: dict[str, ModuleType] | None = None):
+    """``repo`` first on ``sys.path``, ``cwd`` as working directory, ``argv``, stand-in ``modules``; everything
+    restored on exit and the modules loaded from ``repo`` forgotten."""
+    modules = modules or {}
     saved_path, saved_argv, saved_cwd, saved_env = list(sys.path), list(sys.argv), os.getcwd(), dict(os.environ)
     saved_mods = {name: sys.modules.get(name) for name in modules}
     before = set(sys.modules)
@@ -79,7 +84,7 @@ def official_import(repo: Path, name: str, *, cwd: Path | None = None, argv: lis
     model construction) runs once; the modules it loaded from ``repo`` are then dropped from ``sys.modules``
     (the returned module object keeps working: its functions hold their globals)."""
     with contextlib.ExitStack() as stack:
-        stack.enter_context(_sandbox(Path(repo), cwd, argv, modules or {}))
+        stack.enter_context(official_context(Path(repo), cwd, argv, modules))
         if runtime is not None:
             stack.enter_context(runtime)
         stack.enter_context(quiet())
@@ -91,15 +96,17 @@ def run_official_script(repo: Path, script: str, *, cwd: Path, argv: list[str],
     """Run ``repo/script`` as ``__main__`` (``runpy``) with ``argv`` in ``cwd``; return its globals."""
     import runpy
 
-    with _sandbox(Path(repo), cwd, argv, modules or {}), quiet():
+    with official_context(Path(repo), cwd, argv, modules), quiet():
         return runpy.run_path(str(Path(repo) / script), run_name="__main__")
 
 
 @contextlib.contextmanager
 def quiet() -> Iterator[None]:
-    """Swallow stdout and stderr (the official scripts print losses every step, tqdm draws bars)."""
+    """Swallow stdout, stderr and warnings (the official scripts print losses every step, tqdm draws bars, and
+    torch warns about their deprecated arguments and 8-worker loaders)."""
     sink = io.StringIO()
-    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         yield
 
 
@@ -256,18 +263,20 @@ class Draws:
     """A source of standard-normal noise draws, float32 as the official codes draw it (``FloatTensor.normal_``).
 
     ``Draws(seed)`` draws afresh from its own generator for each request of a shape; ``Draws(tensors=[...])``
-    hands out the given tensors in order (their shapes must match the requests). ``shapes`` logs every request,
+    hands out the given tensors in order (their shapes must match the requests); ``Draws(zeros=True)`` zeros. ``shapes`` logs every request,
     so two sides fed from equal sources can be checked to have drawn the same number and shapes of vectors.
     """
 
-    def __init__(self, seed: int | None = None, tensors: list[torch.Tensor] | None = None):
+    def __init__(self, seed: int | None = None, tensors: list[torch.Tensor] | None = None, zeros: bool = False):
         self.gen = torch.Generator().manual_seed(seed) if seed is not None else None
-        self.queue = list(tensors or [])
+        self.queue, self.zeros = list(tensors or []), zeros
         self.shapes: list[tuple[int, ...]] = []
 
     def next(self, shape) -> torch.Tensor:
         shape = tuple(int(s) for s in shape)
         self.shapes.append(shape)
+        if self.zeros:
+            return torch.zeros(shape)
         if self.gen is not None:
             return _randn(*shape, generator=self.gen, dtype=torch.float32)
         if not self.queue:
@@ -291,13 +300,15 @@ def _cpu(x):
 class OfficialRuntime:
     """Context in which official code runs on the CPU in ``dtype`` with its noise fed from ``draws``.
 
-    Records every ``backward()`` call's loss (``losses``) and its caller's locals (``frames``, the last one kept
-    in ``last_locals``) so schedule weights computed as local variables can be read back. ``suspended()``
+    Records every ``backward()`` call's loss (``losses``) and its caller's locals (``frames``) so schedule weights
+    computed as local variables can be read back; with ``record_only`` the backward pass itself is skipped (a
+    schedule scan, under ``no_grad``). ``suspended()``
     restores torch for a moment (smie's step runs there in lockstep, untouched by these stand-ins).
     """
 
-    def __init__(self, dtype: torch.dtype = torch.float32, draws: Draws | None = None, record_locals: tuple = ()):
-        self.dtype, self.draws = dtype, draws
+    def __init__(self, dtype: torch.dtype = torch.float32, draws: Draws | None = None, record_locals: tuple = (),
+                 record_only: bool = False):
+        self.dtype, self.draws, self.record_only = dtype, draws, record_only
         self.record_locals = tuple(record_locals)
         self.losses: list[float] = []
         self.frames: list[dict] = []
@@ -331,6 +342,8 @@ class OfficialRuntime:
             rt.last_loss = self.detach().clone()
             rt.losses.append(float(self.detach()))
             rt.frames.append({k: _plain(caller[k]) for k in rt.record_locals if k in caller})
+            if rt.record_only:  # a schedule scan: the step's locals are all that is wanted
+                return None
             return orig_backward(self, *args, **kwargs)
 
         def normal_(self, mean=0.0, std=1.0, *, generator=None):

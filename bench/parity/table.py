@@ -52,6 +52,8 @@ class MaxDiff:
 
     def _one(self, a, b) -> float:
         a, b = _tensor(a), _tensor(b)
+        if a.shape != b.shape and a.numel() == b.numel() == 1:
+            a, b = a.reshape(()), b.reshape(())
         if a.shape != b.shape:
             raise ValueError(f"compared shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
         if a.numel() == 0:
