@@ -90,8 +90,9 @@ def official_tensors(model, grad: bool = False) -> dict[str, torch.Tensor]:
 
 
 def paper_run(repo: Path, seed: int, dtype: torch.dtype, epochs: int, noise: bool) -> dict:
-    """``epochs`` epochs of the code's ``trainstep`` in lockstep with smie's ``cadavae`` (one batch of 50 per
-    epoch); ``noise`` False: the code's noise switched off, smie fed zero draws."""
+    """``epochs`` epochs of the code's ``trainstep`` in lockstep with smie's ``cadavae`` (the code's epoch:
+    ``ceil(ntrain / 50)`` batches of at most 50; one sample per seen class here, so one batch of 40); ``noise``
+    False: the code's noise switched off, smie fed zero draws."""
     repo = Path(repo) / "model"
     runtime = OfficialRuntime(dtype, record_locals=tuple(CODE_WARMUP.values()))
     hp = hyperparameters(repo.parent)
@@ -268,5 +269,6 @@ def synse_rows(repo: Path, seed: int, steps: int, dtypes, scan_cycles: int) -> l
 
 
 def describe(epochs: int, steps: int, scan_cycles: int) -> str:
-    return (f"CADA-VAE: paper code on a synthetic AWA1 (.mat, 2048-d, 85-d attributes), {epochs} epochs of one "
-            f"batch of {BATCH}; SynSE-repo CADA-VAE: {steps} lockstep steps, schedule scan of {scan_cycles} cycles")
+    return (f"CADA-VAE: paper code on a synthetic AWA1 (.mat, 2048-d features, 85-d attributes, 40 + 10 classes), "
+            f"{epochs} epochs of one batch of 40; SynSE-repo CADA-VAE: {steps} float64 lockstep steps, schedule "
+            f"scan of {scan_cycles} cycles")

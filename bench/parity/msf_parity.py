@@ -23,7 +23,7 @@ import torch.nn.functional as F
 import cycles as C
 from cycles import CYCLE
 import smie_side as S
-from standins import (OfficialRuntime, logistic_regression_standin, official_import, quiet, run_official_script,
+from standins import (Draws, OfficialRuntime, logistic_regression_standin, official_import, quiet, run_official_script,
                       torchvision_standin)
 from table import MaxDiff, Row, agreement_row, fmt, same_row
 
@@ -114,6 +114,35 @@ def one_run(repo: Path, data: dict, texts: dict, dtype: torch.dtype, steps: int,
         return [C.Variant("", [eps], [eps.view(500, SS)[:, k:k + 1] for k in range(SS)])]
 
     return C.lockstep_run(setup, steps, seed, variants)
+
+
+def loop_rows(repo: Path, seed: int, steps: int) -> list[Row]:
+    """smie's own loop (``train_method``: one loop epoch of ``steps`` optimiser steps on batches of 64 from
+    successive permutations, constant lr) against ``train_one_cycle`` fed the batches and noise that loop drew,
+    in float64: the loss over the steps and the parameters after them."""
+    unseen, seen = splits(repo)
+    data = synthetic(seed, seen, unseen)
+    dtype = torch.float64
+    with tempfile.TemporaryDirectory() as tmp:
+        mod, runtime, parts = load(repo, Path(tmp), data, data["texts"], dtype, 1, "synthetic")
+    text_emb = mod.text_emb.to(dtype)
+    model = S.make("msf", D, text_emb.shape[1], dtype, latent=LATENT, cycle_length=CYCLE)
+    S.load_neutral(model, C.official_tensors(parts))
+    row = {c: i for i, c in enumerate(seen)}
+    rows = torch.as_tensor([row[c] for c in data["y_train"]])
+    ours = S.defaults("msf")
+    x = torch.as_tensor(data["train"], dtype=dtype)
+    losses, fed = S.train_loop(model, x, None, rows, text_emb[seen], 1, ours["batch_size"], ours["lr"], 0, seed,
+                               ours["schedule"], steps, draws=Draws(seed))
+    mod.train_loader = C.StepLoader(x, data["y_train"], [idx for idx, _ in fed])
+    runtime.draws = Draws(seed)
+    C.run_cycles(mod, runtime, steps, CYCLE, lambda c: None)
+    d_loss, d_param = MaxDiff(), MaxDiff()
+    d_loss.update(np.mean(runtime.losses), losses[0])
+    d_param.update_dicts(C.official_tensors(parts), S.params(model))
+    return [same_row(METHOD, f"smie's loop (train_method, {steps} steps) vs code fed its batches: mean loss", dtype,
+                     d_loss),
+            same_row(METHOD, f"smie's loop vs code: parameters after {steps} steps", dtype, d_param)]
 
 
 def defaults_rows() -> list[Row]:
@@ -287,5 +316,5 @@ def gate_rows(repo: Path, seed: int) -> list[Row]:
 
 
 def describe(cycles: int) -> str:
-    return (f"MSF: NTU-60 55/5 (the code's label_splits), synthetic 256-d features, 3 x 512-d synthetic text kinds, "
+    return (f"MSF: NTU-60 55/5 (the code's label_splits), synthetic 256-d features, 3 x 64-d synthetic text kinds, "
             f"{cycles} cycle(s) of {CYCLE} steps, batches of 64")

@@ -53,13 +53,17 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--smie-train", type=int, default=128, help="SMIE training samples (batches of 128)")
     p.add_argument("--steps", type=int, help="SMIE steps over the whole 100-epoch schedule (sets --smie-epochs 100 "
                    "and --smie-train to 128 x steps/100); 900 is the issue's measurement")
-    p.add_argument("--no-loop", action="store_true", help="skip smie's own loop (train_method) against the code")
+    p.add_argument("--no-loop", action="store_true", help="SMIE: skip smie's own loop (train_method) against the code")
+    p.add_argument("--loop-steps", type=int, default=300, help="MSF: steps of smie's own loop against the code fed "
+                   "its batches (0: skip)")
     p.add_argument("--cycles", type=int, default=1, help="MSF and SynSE: float64 cycles of 1700 steps")
-    p.add_argument("--f32-steps", type=int, default=300, help="MSF, SynSE, SynSE-repo CADA-VAE: float32 steps")
+    p.add_argument("--f32-steps", type=int, default=300, help="MSF, SynSE: float32 steps (0: none)")
     p.add_argument("--clip-steps", type=int, default=100, help="MSF on the released CLIP texts: float64 steps")
     p.add_argument("--cada-steps", type=int, default=300, help="SynSE-repo CADA-VAE: float64 lockstep steps")
     p.add_argument("--scan-cycles", type=int, default=3, help="SynSE-repo CADA-VAE: cycles of its schedule scanned")
     p.add_argument("--cada-epochs", type=int, default=8, help="CADA-VAE paper code: epochs (one batch each)")
+    p.add_argument("--dtypes", default="f64,f32", help="precisions to run: f64, f32 or both (float32 rows are "
+                   "judged against a float64 run of the official code, which runs whenever f32 does)")
     p.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1") or 1))
     args = p.parse_args(argv)
     if args.steps is not None:
@@ -76,6 +80,9 @@ def run(args: argparse.Namespace) -> tuple[list, list[str]]:
 
     torch.set_num_threads(args.threads)
     f64, f32 = torch.float64, torch.float32
+    dtypes = tuple({"f64": f64, "f32": f32}[d.strip()] for d in args.dtypes.split(",") if d.strip())
+    if f32 not in dtypes:
+        args.f32_steps, args.no_loop = 0, True
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     repos = {"smie": args.smie_repo, "msf": args.msf_repo, "synse": args.synse_repo, "cadavae": args.cadavae_repo}
     rows, notes = [], [f"torch {torch.__version__}, {args.threads} thread(s), smie float32 matmul: {S.MATMUL}, "
@@ -92,7 +99,7 @@ def run(args: argparse.Namespace) -> tuple[list, list[str]]:
         if m == "smie":
             import smie_parity as P
 
-            rows += P.run(repo, args.smie_epochs, args.smie_train, args.seed, (f64, f32))
+            rows += P.run(repo, args.smie_epochs, args.smie_train, args.seed, dtypes)
             if not args.no_loop:
                 rows += P.loop_rows(repo, args.seed, f32)
             notes.append(P.describe(args.smie_epochs, args.smie_train))
@@ -100,6 +107,8 @@ def run(args: argparse.Namespace) -> tuple[list, list[str]]:
             import msf_parity as P
 
             rows += run_split(P.run, repo, args, texts=True)
+            if args.loop_steps and "f64" in args.dtypes:
+                rows += P.loop_rows(repo, args.seed, args.loop_steps)
             rows += P.gate_rows(repo, args.seed)
             notes.append(P.describe(args.cycles))
         elif m == "synse":
@@ -110,7 +119,7 @@ def run(args: argparse.Namespace) -> tuple[list, list[str]]:
         elif m == "cadavae":
             import cadavae_parity as P
 
-            rows += P.paper_rows(repo, args.seed, (f64, f32), args.cada_epochs)
+            rows += P.paper_rows(repo, args.seed, dtypes, args.cada_epochs)
             if args.synse_repo is not None and Path(args.synse_repo).is_dir():
                 rows += P.synse_rows(args.synse_repo, args.seed, args.cada_steps, (f64,), args.scan_cycles)
             notes.append(P.describe(args.cada_epochs, args.cada_steps, args.scan_cycles))
@@ -125,12 +134,13 @@ def run_split(fn, repo, args, texts: bool = False) -> list:
     import torch
 
     kwargs = dict(text_feats=args.msf_text_feats, clip_steps=args.clip_steps) if texts else {}
-    rows = fn(repo, args.cycles * 1700, args.seed, (torch.float64,), **kwargs) if args.cycles else []
+    full = args.cycles and "f64" in args.dtypes
+    rows = fn(repo, args.cycles * 1700, args.seed, (torch.float64,), **kwargs) if full else []
     if args.f32_steps:
-        short = dict(text_feats=None if args.cycles else args.msf_text_feats, clip_steps=args.clip_steps) \
+        short = dict(text_feats=None if full else args.msf_text_feats, clip_steps=args.clip_steps) \
             if texts else {}
         more = fn(repo, args.f32_steps, args.seed, (torch.float64, torch.float32), **short)
-        rows += [r for r in more if r.dtype == "f32"] if args.cycles else more
+        rows += [r for r in more if r.dtype == "f32"] if full else more
     return rows
 
 

@@ -181,25 +181,33 @@ def cadavae_weights(model: nn.Module, step_index: int, steps_per_epoch: int) -> 
 # --- smie's own loop ----------------------------------------------------------------------------------------
 
 def train_loop(model: nn.Module, visual, masked, labels, class_sem, epochs: int, batch_size: int, lr: float,
-               warmup: int, seed: int) -> tuple[list[float], list[tuple[np.ndarray, np.ndarray]]]:
-    """Train with smie's loop (``fit.train_method``, cosine schedule); return its per-epoch mean losses and the
-    batches it drew, each ``(sample indices (B,), masked-view indices (B,))``, recovered from the rows it fed."""
+               warmup: int, seed: int, schedule: str = "cosine", epoch_steps: int | None = None, draws=None
+               ) -> tuple[list[float], list[tuple[np.ndarray, np.ndarray | None]]]:
+    """Train with smie's loop (``fit.train_method``); return its per-epoch mean losses and the batches it drew,
+    each ``(sample indices (B,), masked-view indices (B,) or None)``, recovered from the rows it fed. ``draws``
+    feeds its reparameterisation noise (``feed_noise``)."""
     where = {visual[i].numpy().tobytes(): i for i in range(len(visual))}
-    views = {masked[i, w].numpy().tobytes(): (i, w) for i in range(masked.shape[0]) for w in range(masked.shape[1])}
-    fed: list[tuple[np.ndarray, np.ndarray]] = []
+    views = {} if masked is None else {masked[i, w].numpy().tobytes(): (i, w) for i in range(masked.shape[0])
+                                       for w in range(masked.shape[1])}
+    fed: list[tuple[np.ndarray, np.ndarray | None]] = []
     real = model.loss
 
     def recording(batch):
         idx = np.array([where[r.numpy().tobytes()] for r in batch.visual])
-        picked = [views[r.numpy().tobytes()] for r in batch.masked]
-        assert all(i == j for i, (j, _) in zip(idx, picked)), "a masked view of another sample"
-        fed.append((idx, np.array([w for _, w in picked])))
+        if batch.masked is None:
+            fed.append((idx, None))
+        else:
+            picked = [views[r.numpy().tobytes()] for r in batch.masked]
+            assert all(i == j for i, (j, _) in zip(idx, picked)), "a masked view of another sample"
+            fed.append((idx, np.array([w for _, w in picked])))
         return real(batch)
 
     model.loss = recording
     try:
-        opts = FitOptions(epochs=epochs, batch_size=batch_size, lr=lr, warmup=warmup, seed=seed, device="cpu")
-        losses = train_method(model, TrainSet(visual, masked, labels, class_sem), opts)
+        opts = FitOptions(epochs=epochs, batch_size=batch_size, lr=lr, warmup=warmup, seed=seed, device="cpu",
+                          schedule=schedule, epoch_steps=epoch_steps)
+        with feed_noise(draws) if draws is not None else contextlib.nullcontext():
+            losses = train_method(model, TrainSet(visual, masked, labels, class_sem), opts)
     finally:
         del model.loss
     return losses, fed
