@@ -21,6 +21,7 @@ from smie.pipeline.tools.cli_options import (
     out_option, seed_option, skeletons_option, splits_option, text_option, val_features_option, visual_option,
 )
 from smie.pipeline.tools.commands import TOOL_COMMANDS
+from smie.pipeline.registry import ARCHS, DATASETS, DESCRIPTION_FORMATS, FORMATS, METHODS, PROTOCOLS, names
 
 
 class SmieGroup(click.Group):
@@ -53,11 +54,12 @@ def main() -> None:
 
 @main.command()
 @click.option("--format", required=True,
-              type=click.Choice(["ntu", "pku", "aimclr", "pyskl", "ctrgcn", "msr", "npz"]), help="Input format.")
+              type=click.Choice(names(FORMATS)), help="Input format.")
 @options(input_option(help="Input file or directory."), out_option(help="Skeleton cache to write (.h5)."))
 @click.option("--frames", "num_frames", default=50, show_default=True, help="Frames per sequence after resampling.")
 @click.option("--max-bodies", default=2, show_default=True, help="Bodies kept per sequence.")
-@click.option("--dataset", default=None, help="Class table to use (ntu60, ntu120, pku51, msr); inferred when omitted.")
+@click.option("--dataset", default=None,
+              help=f"Class table to use ({', '.join(names(DATASETS))}); inferred when omitted.")
 @click.option("--labels", type=ExistingPath, default=None, help="PKU-MMD label directory or file.")
 @click.option("--skip-bad", is_flag=True, help="Skip and report bad samples instead of stopping.")
 @click.option("--center", type=CENTERS, default="first", show_default=True,
@@ -79,7 +81,7 @@ def prepare(no_resume: bool, **kw: Any) -> None:
 @main.command("pretrain-backbone")
 @skeletons_option()
 @click.option("--split", required=True, help="Split spec, e.g. random:5:seed=0 or synse:ntu60:55/5 (see `smie splits`).")
-@click.option("--arch", default="stgcn", type=click.Choice(["stgcn", "shiftgcn"]), show_default=True)
+@click.option("--arch", default="stgcn", type=click.Choice(names(ARCHS)), show_default=True)
 @click.option("--size", default="small", type=click.Choice(["small", "standard"]), show_default=True,
               help="ST-GCN width: small = SMIE's 16-channel configuration, standard = 64-256.")
 @out_option(help="Backbone checkpoint to write (.pt).")
@@ -87,7 +89,7 @@ def prepare(no_resume: bool, **kw: Any) -> None:
 @click.option("--weight-decay", default=5e-4, show_default=True)
 @click.option("--val-fraction", default=0.1, show_default=True, help="Seen-class samples held out for selection.")
 @click.option("--test-fraction", default=0.2, show_default=True, help="Seen-class samples kept for GZSL testing.")
-@click.option("--protocol", default=None, type=click.Choice(["ntu-xsub", "ntu-xview", "ntu-xset", "msr-xsub"]),
+@click.option("--protocol", default=None, type=click.Choice(names(PROTOCOLS)),
               help="Official sample protocol instead of seeded fractions.")
 @options(device_option(), seed_option(), no_resume_option())
 @click.option("--init", type=ExistingPath, default=None, help="Initialise from a state dict trained elsewhere.")
@@ -163,7 +165,7 @@ def serve_llm(fast_cpu: bool, **kw: Any) -> None:
 
 @main.command("import-descriptions")
 @click.option("--format", required=True,
-              type=click.Choice(["smie-txt", "msf-csv", "star-txt", "neuron-json", "purls-csv"]))
+              type=click.Choice(names(DESCRIPTION_FORMATS)))
 @options(input_option(help="A published description file."), out_option(help="Descriptions JSONL to write."))
 @click.option("--kind", default=None, help="Override the description kind.")
 @class_source
@@ -227,7 +229,7 @@ def fit_estimator(no_temporal: bool, **kw: Any) -> None:
     done("run written", res.path)
 
 
-@main.command("fit-baseline")
+@main.command("fit-baseline", help=f"Train a stage-two method NAME ({', '.join(names(METHODS))}) on the caches.")
 @click.argument("name")
 @options(visual_option(help="Visual cache."), text_option(), out_option(help="Run directory to write."), kinds_option(),
          combine_option(), splits_option(help="Other split or fold set (default: the cache's own)."))
@@ -236,7 +238,6 @@ def fit_estimator(no_temporal: bool, **kw: Any) -> None:
          gzsl_option(), device_option(), seed_option(), val_features_option())
 @click.option("--option", "options", multiple=True, help="Method setting NAME=VALUE, e.g. latent=64; repeatable.")
 def fit_baseline(**kw: Any) -> None:
-    """Train a method (devise, relationnet, revise, cadavae, jpose, synse, msf, smie, smie-notemporal, smie-fusion)."""
     from smie.pipeline.zsl.baselines.run import BaselineConfig, fit_baseline as run
 
     res = run(BaselineConfig(**kw))

@@ -12,6 +12,8 @@ from typing import Any, Callable
 
 import click
 
+from smie.pipeline.registry import DATASETS, names
+
 PathArg = click.Path(path_type=Path)
 ExistingPath = click.Path(path_type=Path, exists=True)
 DEVICE_HELP = "torch device: auto (CUDA when present, else CPU), cpu, cuda, cuda:1 ..."
@@ -55,7 +57,7 @@ stats_options = options(
                  help="Paired test over folds x seeds (exact Wilcoxon signed-rank or paired bootstrap)."))
 class_source = options(  # the three ways to name the classes: a skeleton cache, a data set name, or a class file
     click.option("--skeletons", type=ExistingPath, help="Take the classes from a skeleton cache."),
-    click.option("--dataset", type=click.Choice(["ntu60", "ntu120", "pku51", "msr"]), help="Built-in class table."),
+    click.option("--dataset", type=click.Choice(names(DATASETS)), help="Built-in class table."),
     click.option("--classes", "classes_file", type=ExistingPath, help="Class file: one name per line."))
 
 

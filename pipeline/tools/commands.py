@@ -10,6 +10,8 @@ from typing import Any
 
 import click
 
+from smie.pipeline.registry import ARCHS, DATASETS, METHODS, names
+
 from smie.pipeline.tools.cli_options import (
     CENTERS, ExistingPath, PathArg, batch_size_option, combine_option, comma_list, device_option, done,
     epochs_option, kinds_option, no_resume_option, options, out_option, seed_option, skeletons_option,
@@ -27,7 +29,7 @@ def inspect(path: Path) -> None:
 
 
 @click.command()
-@click.option("--dataset", default=None, help="Only splits for this data set (ntu60, ntu120, pku51, msr).")
+@click.option("--dataset", default=None, help=f"Only splits for this data set ({', '.join(names(DATASETS))}).")
 def splits(dataset: str | None) -> None:
     """List the registered splits with their seen and unseen class names."""
     from smie.pipeline.data.splits import describe_splits
@@ -72,7 +74,7 @@ def predict(as_json: bool, **kw: Any) -> None:
 @visual_option(help="Visual cache; one per fold when comparing over a fold set (same order as --split).", multiple=True)
 @options(text_option(), out_option(help="Directory for the table, CSV and chart."))
 @click.option("--methods", default="all", show_default=True, callback=comma_list,
-              help="Comma list of methods, or all.")
+              help=f"Comma list of methods ({', '.join(names(METHODS))}), or all.")
 @splits_option(help="Splits or fold sets (default: each cache's own).")
 @click.option("--seeds", default=1, show_default=True, help="Seeds per method and split.")
 @kinds_option()
@@ -96,14 +98,15 @@ def compare(no_gzsl: bool, no_resume: bool, **kw: Any) -> None:
 @click.option("--folds", type=int, default=None, help="Seeded folds random:U:seed=0..K-1 (default 10 under 30 "
                                                       "classes, else 5).")
 @click.option("--unseen", type=int, default=None, help="Unseen classes per fold (default: a quarter).")
-@click.option("--methods", default="all", show_default=True, callback=comma_list, help="Comma list, or all.")
+@click.option("--methods", default="all", show_default=True, callback=comma_list,
+              help=f"Comma list of methods ({', '.join(names(METHODS))}), or all.")
 @click.option("--seeds", default=1, show_default=True, help="Stage-two seeds per fold and method.")
 @click.option("--protocol", "protocols", multiple=True, default=("honest", "optimistic"), show_default=True,
               type=click.Choice(["honest", "optimistic"]), help="Selection features; repeatable.")
 @click.option("--text", type=ExistingPath, default=None, help="Text cache (default: embed the classes here).")
 @click.option("--descriptions", multiple=True, type=ExistingPath, help="Description JSONL to embed; repeatable.")
 @options(kinds_option(), click.option("--encoder", default="minilm", show_default=True))
-@click.option("--arch", default="stgcn", type=click.Choice(["stgcn", "shiftgcn"]), show_default=True)
+@click.option("--arch", default="stgcn", type=click.Choice(names(ARCHS)), show_default=True)
 @click.option("--backbone-epochs", default=30, show_default=True)
 @options(batch_size_option(default=16, help="Backbone batch size."), click.option("--views", default=2,
          show_default=True), click.option("--keyframes", default=9, show_default=True),
