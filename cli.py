@@ -16,9 +16,10 @@ from typing import Any
 import click
 
 from smie.pipeline.tools.cli_options import (
-    CENTERS, ExistingPath, batch_size_option, class_source, combine_option, device_option, done, epochs_option,
-    floats, gzsl_option, hidden_widths, input_option, kinds_option, lr_option, no_resume_option, options,
-    out_option, seed_option, skeletons_option, splits_option, text_option, val_features_option, visual_option,
+    CENTERS, ExistingPath, batch_size_option, class_source, combine_option, compute_config, compute_options,
+    device_option, done, epochs_option, floats, gzsl_option, hidden_widths, input_option, kinds_option, lr_option,
+    no_resume_option, options, out_option, seed_option, skeletons_option, splits_option, text_option,
+    val_features_option, visual_option,
 )
 from smie.pipeline.tools.commands import TOOL_COMMANDS
 from smie.pipeline.registry import ARCHS, DATASETS, DESCRIPTION_FORMATS, FORMATS, METHODS, PROTOCOLS, names
@@ -219,12 +220,12 @@ def embed_labels(**kw: Any) -> None:
 @options(gzsl_option(help="Also evaluate generalized ZSL (calibrated stacking and gate)."), device_option())
 @click.option("--hidden", default="1024,512", show_default=True, callback=hidden_widths,
               help="Estimator MLP hidden widths.")
-@options(seed_option(), val_features_option())
+@options(seed_option(), val_features_option(), compute_options)
 def fit_estimator(no_temporal: bool, **kw: Any) -> None:
     """Stage two: train the SMIE mutual-information estimator on the caches and evaluate it honestly."""
     from smie.pipeline.zsl.experiment import FitConfig, fit_estimator as run
 
-    res = run(FitConfig(temporal=not no_temporal, **kw))
+    res = run(FitConfig(temporal=not no_temporal, compute=compute_config(kw), **kw))
     click.echo(res.table)
     done("run written", res.path)
 
@@ -237,10 +238,11 @@ def fit_estimator(no_temporal: bool, **kw: Any) -> None:
          batch_size_option(default=None, type=int, help="Default: the method's own (64 for synse, msf; else 128)."),
          gzsl_option(), device_option(), seed_option(), val_features_option())
 @click.option("--option", "options", multiple=True, help="Method setting NAME=VALUE, e.g. latent=64; repeatable.")
+@compute_options
 def fit_baseline(**kw: Any) -> None:
     from smie.pipeline.zsl.baselines.run import BaselineConfig, fit_baseline as run
 
-    res = run(BaselineConfig(**kw))
+    res = run(BaselineConfig(compute=compute_config(kw), **kw))
     click.echo(res.table)
     done("run written", res.path)
 

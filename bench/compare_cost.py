@@ -34,9 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
+from smie.pipeline import registry
+
 REPO = Path(__file__).resolve().parents[1]
 BEFORE = "39965bc"
-METHODS = ("devise", "relationnet", "revise", "cadavae", "jpose", "synse", "msf", "smie", "smie-notemporal")
 GRID = """
 import dataclasses, json, sys, time
 from pathlib import Path
@@ -139,7 +140,7 @@ def matmul_rate() -> dict[str, float]:
     products, what running 4 seeds of a model as one vectorised model would use."""
     import torch
 
-    from smie.pipeline.zsl.linear import mm
+    from smie.pipeline.zsl.compute import mm
 
     torch.set_num_threads(1)
     a, b = torch.randn(512, 1024), torch.randn(1024, 1024)
@@ -188,7 +189,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--benchmark", type=Path, default=None, help="smie benchmark directory with fold*/visual.h5")
     ap.add_argument("--folds", type=int, default=3)
-    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--methods", default=",".join(registry.METHODS), help="comma list (default: every registered "
+                    "method); an older --before revision may not know the newer ones")
     ap.add_argument("--before", action="append", help=f"git revision of the 'before' code (default {BEFORE}; "
                     "repeat it to time later revisions too, with their own default jobs)")
     ap.add_argument("--skip-before", action="store_true")

@@ -4,6 +4,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from smie.pipeline import registry
 
 
@@ -40,3 +42,11 @@ def test_the_cli_offers_the_registered_names_and_imports_no_pipeline():
                         (["compare", "--help"], registry.METHODS), (["fit-baseline", "--help"], registry.METHODS)):
         out = CliRunner().invoke(main, args, terminal_width=1000).output
         assert all(name in out for name in names), (args, out)
+
+
+@pytest.mark.parametrize("name", list(registry.METHODS))
+def test_every_method_reference_is_a_spec_of_that_name(name):
+    from smie.pipeline.zsl.spec import MethodSpec
+
+    spec = registry.resolve(registry.METHODS[name].ref)
+    assert isinstance(spec, MethodSpec) and spec.name == name

@@ -55,6 +55,13 @@ stats_options = options(
     click.option("--reference", default=None, help="Method the others are tested against (default: best mean)."),
     click.option("--test", default="wilcoxon", type=click.Choice(["wilcoxon", "bootstrap"]), show_default=True,
                  help="Paired test over folds x seeds (exact Wilcoxon signed-rank or paired bootstrap)."))
+compute_options = options(  # stage two's speed paths (smie.pipeline.zsl.compute); --compute-* become a Compute
+    click.option("--cpu-matmul", "compute_matmul", default="auto", show_default=True, envvar="SMIE_MATMUL",
+                 show_envvar=True, help="CPU float32 products: auto (oneDNN's kernel where it works, else torch), "
+                 "onednn or torch. Changes no number beyond float rounding."),
+    click.option("--heap", "compute_heap", default="keep", show_default=True, envvar="SMIE_HEAP", show_envvar=True,
+                 help="keep: this process reuses the memory stage two frees (glibc mallopt, set once here) instead "
+                      "of faulting in fresh pages at every step; system: leave glibc's allocator alone."))
 class_source = options(  # the three ways to name the classes: a skeleton cache, a data set name, or a class file
     click.option("--skeletons", type=ExistingPath, help="Take the classes from a skeleton cache."),
     click.option("--dataset", type=click.Choice(names(DATASETS)), help="Built-in class table."),
@@ -85,6 +92,17 @@ def hidden_widths(ctx: click.Context, param: click.Parameter, value: str) -> tup
 
 def comma_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
     return tuple(value.split(","))
+
+
+def compute_config(kw: dict) -> Any:
+    """Pop ``--cpu-matmul``/``--heap`` from a stage-two command's keywords into the run's
+    :class:`~smie.pipeline.zsl.compute.Compute` (a bad value is a ``SmieError``, as for every switch), and set the
+    heap of this process: the command is its entry point."""
+    from smie.pipeline.zsl.compute import Compute, apply_heap
+
+    compute = Compute(matmul=kw.pop("compute_matmul"), heap=kw.pop("compute_heap"))
+    apply_heap(compute)
+    return compute
 
 
 def done(message: str, path: Any) -> None:

@@ -13,9 +13,9 @@ import click
 from smie.pipeline.registry import ARCHS, DATASETS, METHODS, names
 
 from smie.pipeline.tools.cli_options import (
-    CENTERS, ExistingPath, PathArg, batch_size_option, combine_option, comma_list, device_option, done,
-    epochs_option, kinds_option, no_resume_option, options, out_option, seed_option, skeletons_option,
-    splits_option, stats_options, text_option, val_features_option, visual_option,
+    CENTERS, ExistingPath, PathArg, batch_size_option, combine_option, comma_list, compute_config, compute_options,
+    device_option, done, epochs_option, kinds_option, no_resume_option, options, out_option, seed_option,
+    skeletons_option, splits_option, stats_options, text_option, val_features_option, visual_option,
 )
 
 
@@ -85,11 +85,13 @@ def predict(as_json: bool, **kw: Any) -> None:
 @click.option("--jobs", type=int, default=None,
               help="Runs in parallel, one process and torch thread each (default: the CPU cores; 1 on a GPU). "
                    "Results do not depend on it.")
+@compute_options
 def compare(no_gzsl: bool, no_resume: bool, **kw: Any) -> None:
     """Run every method on identical cached inputs and write a paper-style comparison table (resumable)."""
     from smie.pipeline.zsl.compare import CompareConfig, compare as run
 
-    done("comparison written", run(CompareConfig(gzsl=not no_gzsl, resume=not no_resume, **kw)))
+    compute = compute_config(kw)
+    done("comparison written", run(CompareConfig(gzsl=not no_gzsl, resume=not no_resume, compute=compute, **kw)))
 
 
 @click.command()
