@@ -14,7 +14,7 @@ Departures from SMIE, each a setting or option (``smie fit-baseline smie-fusion 
 - the learning rate is part of the selected setting, from {1e-4, 1e-3}: SMIE's 1e-5 for 100 epochs is a few
   hundred Adam steps on a data set of a few hundred samples, far from convergence (docs/smie-study.md);
   ``--option lr=1e-5`` restores it;
-- ``settings_grid`` (lr x fusion; the temporal constraint stays on, ``--option temporal=False`` turns it off) is
+- its spec's ``settings`` (lr x fusion; the temporal constraint stays on, ``--option temporal=False`` turns it off) is
   selected on the validation classes like every
   setting of the protocol (never on the unseen test set); only the selected setting is retrained for the test.
 """

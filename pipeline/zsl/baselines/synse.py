@@ -15,8 +15,8 @@ The authors gate between this ZSL classifier and the backbone's own seen-class s
 whose temperature and threshold they grid-search on a held-out fifth (``gating_synse_model_training.py``); that
 gate is MSF's (``msf --option gate='msf'``, with MSF's fixed T = 2 and threshold 0.5) and is not offered here.
 Defaults: latent 100 (the code's NTU-60 setting), 10 cycles of 1700 steps, Adam lr 1e-4 at a constant rate,
-batches of 64, as in the code; one loop epoch per cycle (``smie.pipeline.zsl.baselines.run``), so training stops
-after exactly 10 x 1700 steps and is evaluated at cycle ends. The code keeps the cycle with the best test
+batches of 64, as in the code (its spec); a :class:`~smie.pipeline.zsl.spec.Cycles` budget, one unit per cycle, so
+training stops after exactly 10 x 1700 steps and is evaluated at cycle ends. The code keeps the cycle with the best test
 accuracy; here selection is on validation.
 """
 from __future__ import annotations
