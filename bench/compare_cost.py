@@ -10,7 +10,11 @@ written to a temporary directory with the project's own writers.
   default the last commit before the speed work), as it ran then (one process, torch's default threads);
   further ``--before`` revisions are timed the same way and shown beside it;
 - ``after --jobs 1``: today's code, one process, one torch thread (what the algorithmic changes buy);
-- ``after``: today's code with its default ``--jobs`` (one single-threaded process per core).
+- ``after``: today's code with its default ``--jobs`` (one single-threaded process per core);
+- with ``--ablate``: the ``--jobs 1`` grid again with each CPU speed path of ``smie.pipeline.zsl.compute`` switched
+  off in turn (``matmul=torch``: torch's own matmul instead of oneDNN's private kernel; ``fused_adam``;
+  ``layer_norm``; ``split_first_layer``; ``heap=system``), so each path shows what it earns, side by side in one
+  run, with the 3-fold ZSL of each (the same numbers to float rounding).
 
 The profile sums, per method over the folds of the ``--jobs 1`` grid, the phases each run records in
 ``metrics.json`` (``timing``): validation and final phase, and inside them training steps, ``finalize`` and
@@ -38,12 +42,20 @@ from smie.pipeline import registry
 
 REPO = Path(__file__).resolve().parents[1]
 BEFORE = "39965bc"
+ABLATIONS = {"matmul=torch": dict(matmul="torch"), "fused_adam=False": dict(fused_adam=False),
+             "layer_norm=torch": dict(layer_norm="torch"), "split_first_layer=False": dict(split_first_layer=False),
+             "heap=system": dict(heap="system")}
 GRID = """
 import dataclasses, json, sys, time
 from pathlib import Path
 from smie.pipeline.zsl.compare import CompareConfig, compare
 args = json.loads(sys.argv[1])
-extra = {"jobs": args["jobs"]} if "jobs" in {f.name for f in dataclasses.fields(CompareConfig)} else {}
+fields = {f.name for f in dataclasses.fields(CompareConfig)}
+extra = {"jobs": args["jobs"]} if "jobs" in fields else {}
+if "compute" in fields:  # this script is the process's entry point: it sets the heap, as the CLI does
+    from smie.pipeline.zsl.compute import Compute, apply_heap
+    extra["compute"] = Compute(**args["compute"])
+    apply_heap(extra["compute"])
 t = time.perf_counter()
 compare(CompareConfig(visual=tuple(Path(v) for v in args["visual"]), text=Path(args["text"]), out=Path(args["out"]),
                       methods=tuple(args["methods"]), device="cpu", **extra))
@@ -97,13 +109,13 @@ def synthetic_caches(root: Path, folds: int, seed: int = 0) -> tuple[list[Path],
 
 
 def run_grid(label: str, pythonpath: Path, visuals, text, out: Path, methods, jobs: int | None,
-             threads: int | None) -> dict:
+             threads: int | None, compute: dict | None = None) -> dict:
     env = dict(os.environ, PYTHONPATH=str(pythonpath), HF_HUB_OFFLINE="1")
     env.pop("OMP_NUM_THREADS", None)
     if threads is not None:
         env["OMP_NUM_THREADS"] = str(threads)
     args = json.dumps(dict(visual=[str(v) for v in visuals], text=str(text), out=str(out), methods=list(methods),
-                           jobs=jobs))
+                           jobs=jobs, compute=compute or {}))
     t = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", GRID, args], env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t
@@ -135,9 +147,9 @@ def profile(out: Path, methods) -> list[str]:
 
 
 def matmul_rate() -> dict[str, float]:
-    """Single-thread float32 matmul GFLOP/s on 1024-wide operands (the MLPs' scale): torch's own ``@`` (MKL),
-    stage two's :func:`smie.pipeline.zsl.linear.mm` (oneDNN where available), and ``torch.bmm`` on 4 stacked
-    products, what running 4 seeds of a model as one vectorised model would use."""
+    """Single-thread float32 matmul GFLOP/s on 1024-wide operands (the MLPs' scale): torch's own ``@`` (MKL, the
+    public path), stage two's :func:`smie.pipeline.zsl.compute.mm` (oneDNN's private kernel where available), and
+    ``torch.bmm`` on 4 stacked products, what running 4 seeds of a model as one vectorised model would use."""
     import torch
 
     from smie.pipeline.zsl.compute import mm
@@ -162,26 +174,20 @@ def flops_per_run(visual: Path, text: Path, methods, work: Path) -> dict[str, fl
     from torch.utils.flop_counter import FlopCounterMode
 
     from smie.pipeline.zsl.baselines.run import BaselineConfig, fit_splits
+    from smie.pipeline.zsl.compute import Compute
 
     torch.set_num_threads(1)
     out = {}
-    saved = os.environ.get("SMIE_MATMUL")
-    os.environ["SMIE_MATMUL"] = "torch"  # the counter knows aten's matmuls, not the oneDNN kernel's
-    try:
-        for m in methods:
-            counter = FlopCounterMode(display=False)
-            try:
-                with counter:
-                    fit_splits(BaselineConfig(m, visual, text, work / m, gzsl=True, device="cpu"))
-            except RuntimeError as exc:  # the counter cannot follow ReViSE's double backward (autograd.grad)
-                print(f"  {m}: FLOPs not countable ({str(exc).splitlines()[0][:80]}...)")
-                continue
-            out[m] = counter.get_total_flops()
-    finally:
-        if saved is None:
-            os.environ.pop("SMIE_MATMUL", None)
-        else:
-            os.environ["SMIE_MATMUL"] = saved
+    plain = Compute(matmul="torch")  # the counter knows aten's matmuls, not the oneDNN kernel's
+    for m in methods:
+        counter = FlopCounterMode(display=False)
+        try:
+            with counter:
+                fit_splits(BaselineConfig(m, visual, text, work / m, gzsl=True, device="cpu", compute=plain))
+        except RuntimeError as exc:  # the counter cannot follow ReViSE's double backward (autograd.grad)
+            print(f"  {m}: FLOPs not countable ({str(exc).splitlines()[0][:80]}...)")
+            continue
+        out[m] = counter.get_total_flops()
     return out
 
 
@@ -194,6 +200,8 @@ def main() -> None:
     ap.add_argument("--before", action="append", help=f"git revision of the 'before' code (default {BEFORE}; "
                     "repeat it to time later revisions too, with their own default jobs)")
     ap.add_argument("--skip-before", action="store_true")
+    ap.add_argument("--skip-parallel", action="store_true", help="leave out the default-jobs grid")
+    ap.add_argument("--ablate", action="store_true", help="also the --jobs 1 grid with each speed path switched off")
     ap.add_argument("--no-flops", action="store_true")
     args = ap.parse_args()
     methods = args.methods.split(",")
@@ -222,7 +230,10 @@ def main() -> None:
         here.mkdir()
         (here / "smie").symlink_to(REPO)
         results["after-j1"] = run_grid("after --jobs 1", here, visuals, text, tmp / "after1", methods, 1, 1)
-        results["after"] = run_grid("after (default)", here, visuals, text, tmp / "after", methods, None, None)
+        if not args.skip_parallel:
+            results["after"] = run_grid("after (default)", here, visuals, text, tmp / "after", methods, None, None)
+        for name, switch in (ABLATIONS if args.ablate else {}).items():
+            results[name] = run_grid(f"--jobs 1, {name}", here, visuals, text, tmp / name, methods, 1, 1, switch)
         print("\nper method, seconds summed over folds:")
         print(f"{'method':<16}" + "".join(f"{k:>14}" for k in results) + f"{'ZSL ' + ' / '.join(results):>40}")
         for m in methods:
@@ -232,7 +243,12 @@ def main() -> None:
         print("\nprofile of the --jobs 1 grid (seconds summed over folds; other = read/write/plots):")
         print("\n".join(profile(results["after-j1"]["out"], methods)))
         walls = {k: r["wall"] for k, r in results.items()}
-        if "before" in walls:
+        if args.ablate:
+            print("\nwhat each speed path earns: the --jobs 1 grid with it switched off, wall time / with it on:")
+            for name in ABLATIONS:
+                print(f"  {name:<24} {walls[name]:7.1f} s / {walls['after-j1']:7.1f} s = "
+                      f"{walls[name] / walls['after-j1']:.2f}x")
+        if "before" in walls and "after" in walls:
             print(f"\nspeed-up: --jobs 1 {walls['before'] / walls['after-j1']:.2f}x, default jobs "
                   f"{walls['before'] / walls['after']:.2f}x (before {walls['before']:.0f} s, after "
                   f"{walls['after']:.0f} s)")

@@ -376,7 +376,10 @@ def test_every_speed_path_trains_smie_to_the_same_weights(switch, world):
 
 
 def test_grid_queues_the_longest_runs_first():
-    from smie.pipeline.zsl.grid import longest_first
+    from smie.pipeline.registry import METHODS
+    from smie.pipeline.zsl.grid import RUN_SECONDS, longest_first
+
+    assert set(RUN_SECONDS) <= set(METHODS), "RUN_SECONDS is keyed by registered method names"
 
     items = [("devise", "f0"), ("cadavae", "f0"), ("smie-fusion", "f0"), ("devise", "f1"), ("cadavae", "f1")]
     assert longest_first(items) == [2, 1, 4, 0, 3]
