@@ -3,12 +3,15 @@ by explicit config, :class:`Compute` (a field of every stage-two config, recorde
 ``compute``); none is chosen by an environment variable or at import.
 
 - ``matmul``: PyTorch multiplies float32 matrices on the CPU with MKL, which on AMD processors runs its AVX2 path
-  (~100 GFLOP/s on one core of the project's machine); oneDNN, inside every PyTorch CPU build too, reaches
-  ~200 GFLOP/s with AVX-512 on the same shapes (``bench/compare_cost.py`` prints both). :class:`Linear` (a drop-in
-  ``nn.Linear``: same parameters, initialisation, ``state_dict``) and :func:`mm` send such products, forward and
-  backward, to oneDNN's inner-product kernel, ``torch.ops.mkldnn._linear_pointwise``: a private op, checked
-  against ``torch.nn.functional.linear`` before first use (``auto``), IEEE float32 with no reduced precision, only
-  the summation order differs. ``torch`` (or a missing kernel, another device or dtype) uses torch's own.
+  even where the CPU has AVX-512; oneDNN, inside every PyTorch CPU build too, uses AVX-512 there: ~200 against
+  ~100 GFLOP/s on one core of an AVX-512 AMD EPYC. :class:`Linear` (a drop-in ``nn.Linear``: same parameters,
+  initialisation, ``state_dict``) and :func:`mm` can send such products, forward and backward, to oneDNN's
+  inner-product kernel, ``torch.ops.mkldnn._linear_pointwise``: a private op, checked against
+  ``torch.nn.functional.linear`` before first use, IEEE float32 with no reduced precision, only the summation order
+  differs. ``auto`` takes it only on a CPU with AVX-512 (``torch.backends.cpu.get_cpu_capability()``), where that
+  gain was measured; on an AVX2-only CPU torch's public path is as fast (``bench/compare_cost.py`` prints both
+  rates, docs/performance.md). ``onednn`` forces it, ``torch`` (or a missing kernel, another device or dtype)
+  keeps torch's own.
 - ``fused_adam``: ``torch.optim.Adam(fused=True)``, the same update in one pass over each tensor (:func:`adam`).
 - ``layer_norm``: ``fast`` writes ``LayerNorm(D, elementwise_affine=False)`` out (:func:`layer_norm`): on small
   CPU batches the fused kernel and ``Tensor.var`` stall on their thread pool; ``torch`` calls the kernel.
@@ -109,10 +112,15 @@ def kernel_works() -> bool:
     return bool(torch.allclose(got, F.linear(x, w, b), atol=1e-4, rtol=1e-4))
 
 
+def has_avx512() -> bool:
+    """Whether torch's CPU kernels run with AVX-512 here (where oneDNN's inner product earns its place)."""
+    return torch.backends.cpu.get_cpu_capability().upper().startswith("AVX512")
+
+
 def matmul_backend(compute: Compute | None = None) -> str:
     """``onednn`` or ``torch``: the path CPU float32 products take under ``compute`` (default: the active one)."""
     choice = (compute or active()).matmul
-    if choice == "torch":
+    if choice == "torch" or (choice == "auto" and not has_avx512()):
         return "torch"
     if not kernel_works():
         if choice == "onednn":
