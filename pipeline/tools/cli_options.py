@@ -57,8 +57,8 @@ stats_options = options(
                  help="Paired test over folds x seeds (exact Wilcoxon signed-rank or paired bootstrap)."))
 compute_options = options(  # stage two's speed paths (smie.pipeline.zsl.compute); --compute-* become a Compute
     click.option("--cpu-matmul", "compute_matmul", default="auto", show_default=True, envvar="SMIE_MATMUL",
-                 show_envvar=True, help="CPU float32 products: auto (oneDNN's kernel where it works, else torch), "
-                 "onednn or torch. Changes no number beyond float rounding."),
+                 show_envvar=True, help="CPU float32 products: auto (oneDNN's kernel on an AVX-512 CPU, else torch's "
+                 "own), onednn or torch. Changes no number beyond float rounding."),
     click.option("--heap", "compute_heap", default="keep", show_default=True, envvar="SMIE_HEAP", show_envvar=True,
                  help="keep: this process reuses the memory stage two frees (glibc mallopt, set once here) instead "
                       "of faulting in fresh pages at every step; system: leave glibc's allocator alone."))
