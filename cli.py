@@ -19,12 +19,17 @@ import click
 
 from smie.pipeline.tools.cli_options import (
     CENTERS, COUNT, DROP, FRAMES, NONNEG, PROCESSES, SEED, WORKERS, Checked, ExistingPath, InDir, InFile,
-    Numbers, OutDir, Real, batch_size_option, class_source, combine_option, device_option, done,
-    epochs_exceed_warmup, epochs_option, floats, fractions_leave_training, gzsl_option, input_option, kinds_option,
-    lr_option, no_resume_option, options, out_option, seed_option, skeletons_option, splits_option, text_option,
+    Numbers, OutDir, Real, batch_size_option, class_source, combine_option, compute_config, compute_options,
+    device_option, done, epochs_exceed_warmup, epochs_option, floats, fractions_leave_training, gzsl_option,
+    input_option, kinds_option, lr_option, no_resume_option, options, out_option, seed_option, skeletons_option,
+    splits_option, text_option,
     val_features_option, visual_option,
 )
 from smie.pipeline.tools.commands import TOOL_COMMANDS
+from smie.pipeline.registry import (
+    ARCHS, BACKBONE_FORMATS, DATASETS, DESCRIPTION_FORMATS, FEATURE_ARCHS, FORMATS, METHODS, PROTOCOLS,
+    TEXT_FEATURE_FORMATS, names,
+)
 
 
 class SmieGroup(click.Group):
@@ -56,13 +61,14 @@ def main() -> None:
 
 @main.command()
 @click.option("--format", required=True,
-              type=click.Choice(["ntu", "pku", "aimclr", "pyskl", "ctrgcn", "msr", "npz"]), help="Input format.")
+              type=click.Choice(names(FORMATS)), help="Input format.")
 @options(input_option(help="Input file or directory."), out_option(help="Skeleton cache to write (.h5)."))
 @click.option("--frames", "num_frames", type=FRAMES, default=50, show_default=True,
               help="Frames per sequence after resampling.")
 @click.option("--max-bodies", type=click.IntRange(1, 16), default=2, show_default=True,
               help="Bodies kept per sequence.")
-@click.option("--dataset", default=None, help="Class table to use (ntu60, ntu120, pku51, msr); inferred when omitted.")
+@click.option("--dataset", default=None,
+              help=f"Class table to use ({', '.join(names(DATASETS))}); inferred when omitted.")
 @click.option("--labels", type=ExistingPath, default=None, help="PKU-MMD label directory or file.")
 @click.option("--skip-bad", is_flag=True, help="Skip and report bad samples instead of stopping.")
 @click.option("--center", type=CENTERS, default="first", show_default=True,
@@ -85,7 +91,7 @@ def prepare(no_resume: bool, **kw: Any) -> None:
 @main.command("pretrain-backbone", cls=Checked, rules=(fractions_leave_training,))
 @skeletons_option()
 @click.option("--split", required=True, help="Split spec, e.g. random:5:seed=0 or synse:ntu60:55/5 (see `smie splits`).")
-@click.option("--arch", default="stgcn", type=click.Choice(["stgcn", "shiftgcn"]), show_default=True)
+@click.option("--arch", default="stgcn", type=click.Choice(names(ARCHS)), show_default=True)
 @click.option("--size", default="small", type=click.Choice(["small", "standard"]), show_default=True,
               help="ST-GCN width: small = SMIE's 16-channel configuration, standard = 64-256.")
 @out_option(help="Backbone checkpoint to write (.pt).")
@@ -95,7 +101,7 @@ def prepare(no_resume: bool, **kw: Any) -> None:
               help="Seen-class samples held out for selection.")
 @click.option("--test-fraction", type=Real(0, 1, max_open=True), default=0.2, show_default=True,
               help="Seen-class samples kept for GZSL testing.")
-@click.option("--protocol", default=None, type=click.Choice(["ntu-xsub", "ntu-xview", "ntu-xset", "msr-xsub"]),
+@click.option("--protocol", default=None, type=click.Choice(names(PROTOCOLS)),
               help="Official sample protocol instead of seeded fractions.")
 @options(device_option(), seed_option(), no_resume_option())
 @click.option("--init", type=InFile, default=None, help="Initialise from a state dict trained elsewhere.")
@@ -176,7 +182,7 @@ def serve_llm(fast_cpu: bool, **kw: Any) -> None:
 
 @main.command("import-descriptions")
 @click.option("--format", required=True,
-              type=click.Choice(["smie-txt", "msf-csv", "star-txt", "neuron-json", "purls-csv"]))
+              type=click.Choice(names(DESCRIPTION_FORMATS)))
 @options(input_option(type=InFile, help="A published description file."),
          out_option(help="Descriptions JSONL to write."))
 @click.option("--kind", default=None, help="Override the description kind.")
@@ -230,8 +236,8 @@ def embed_labels(**kw: Any) -> None:
                    "GZSL calibration; 0 trains on every row, as the official codes do.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of that hold-out.")
 @click.option("--arch", default="shiftgcn", show_default=True,
-              type=click.Choice(["shiftgcn", "stgcn", "msg3d", "vacnn", "other"]), help="Backbone that made them.")
-@click.option("--dataset", type=click.Choice(["ntu60", "ntu120", "pku51", "msr"]), default=None,
+              type=click.Choice(FEATURE_ARCHS), help="Backbone that made them.")
+@click.option("--dataset", type=click.Choice(names(DATASETS)), default=None,
               help="Data set of a split outside the registry.")
 @click.option("--backbone-weights", type=InFile, default=None,
               help="Published backbone checkpoint whose SHA-256 to record (default: the folder's weights/*.pt).")
@@ -259,10 +265,10 @@ def _kind_files(ctx: click.Context, param: click.Parameter, values: tuple[str, .
 
 
 @main.command("import-text-features")
-@click.option("--format", required=True, type=click.Choice(["msf", "synse", "npy"]),
+@click.option("--format", required=True, type=click.Choice(names(TEXT_FEATURE_FORMATS)),
               help="msf: MSF-GZSSAR text_feats/ViT-B-32; synse: synse-zsl language_data; npy: --file KIND=PATH.")
 @click.option("--input", type=InDir, default=None, help="The published folder (msf, synse).")
-@click.option("--dataset", required=True, type=click.Choice(["ntu60", "ntu120", "pku51", "msr"]),
+@click.option("--dataset", required=True, type=click.Choice(names(DATASETS)),
               help="Class table the rows follow.")
 @out_option(help="Text cache to write (.h5).")
 @click.option("--file", "files", multiple=True, callback=_kind_files, help="npy: KIND=PATH of a (K, E) array.")
@@ -280,7 +286,7 @@ def import_text_features(**kw: Any) -> None:
 
 
 @main.command("import-backbone")
-@click.option("--format", required=True, type=click.Choice(["shiftgcn", "stgcn", "smie-stgcn"]),
+@click.option("--format", required=True, type=click.Choice(names(BACKBONE_FORMATS)),
               help="shiftgcn: kchengiva/Shift-GCN (SynSE's per-split weights); stgcn: yysijie/st-gcn; "
                    "smie-stgcn: YujieOuO/SMIE's ST-GCN encoder.")
 @click.option("--weights", required=True, type=InFile, help="The published checkpoint (.pt state dict).")
@@ -291,13 +297,13 @@ def import_text_features(**kw: Any) -> None:
 @click.option("--role", default="main", show_default=True, type=click.Choice(["main", "validation"]),
               help="validation: the split's validation backbone (trained without val_unseen).")
 @click.option("--protocol", default="ntu-xsub", show_default=True,
-              type=click.Choice(["ntu-xsub", "ntu-xview", "ntu-xset", "msr-xsub"]),
+              type=click.Choice(names(PROTOCOLS)),
               help="Official partition its training samples came from (extract-visual's partitions).")
 @click.option("--val-fraction", type=Real(0, 1, max_open=True), default=0.1, show_default=True,
               help="Seen training samples that extract-visual marks seen_val.")
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--layout", default="ntu-25", show_default=True, type=click.Choice(["ntu-25", "kinect-v1-20"]))
-@click.option("--dataset", type=click.Choice(["ntu60", "ntu120", "pku51", "msr"]), default=None,
+@click.option("--dataset", type=click.Choice(names(DATASETS)), default=None,
               help="Data set of a split outside the registry.")
 def import_backbone(**kw: Any) -> None:
     """Import a published Shift-GCN / ST-GCN checkpoint as an smie backbone (then extract-visual can use it)."""
@@ -325,17 +331,17 @@ def import_backbone(**kw: Any) -> None:
 @options(gzsl_option(help="Also evaluate generalized ZSL (calibrated stacking and gate)."), device_option())
 @click.option("--hidden", type=Numbers(click.IntRange(1, 65536), length=2), default="1024,512", show_default=True,
               help="Estimator MLP hidden widths.")
-@options(seed_option(), val_features_option())
+@options(seed_option(), val_features_option(), compute_options)
 def fit_estimator(no_temporal: bool, **kw: Any) -> None:
     """Stage two: train the SMIE mutual-information estimator on the caches and evaluate it honestly."""
     from smie.pipeline.zsl.experiment import FitConfig, fit_estimator as run
 
-    res = run(FitConfig(temporal=not no_temporal, **kw))
+    res = run(FitConfig(temporal=not no_temporal, compute=compute_config(kw), **kw))
     click.echo(res.table)
     done("run written", res.path)
 
 
-@main.command("fit-baseline")
+@main.command("fit-baseline", help=f"Train a stage-two method NAME ({', '.join(names(METHODS))}) on the caches.")
 @click.argument("name")
 @options(visual_option(help="Visual cache."), text_option(), out_option(type=OutDir, help="Run directory to write."),
          kinds_option(), combine_option(), splits_option(help="Other split or fold set (default: the cache's own)."))
@@ -343,11 +349,11 @@ def fit_estimator(no_temporal: bool, **kw: Any) -> None:
          batch_size_option(default=None, help="Default: the method's own (64 for synse, msf; else 128)."),
          gzsl_option(), device_option(), seed_option(), val_features_option())
 @click.option("--option", "options", multiple=True, help="Method setting NAME=VALUE, e.g. latent=64; repeatable.")
+@compute_options
 def fit_baseline(**kw: Any) -> None:
-    """Train a method (devise, relationnet, revise, cadavae, jpose, synse, msf, smie, smie-notemporal, smie-fusion)."""
     from smie.pipeline.zsl.baselines.run import BaselineConfig, fit_baseline as run
 
-    res = run(BaselineConfig(**kw))
+    res = run(BaselineConfig(compute=compute_config(kw), **kw))
     click.echo(res.table)
     done("run written", res.path)
 

@@ -12,8 +12,9 @@ tensors. This script times, on the same synthetic skeletons and a randomly initi
 
 The GCN runs under ``no_grad`` in the official path (the code computes it with a graph and ``detach``es,
 which is slower), so the ratio printed is conservative. For the same reason both paths run on the allocator
-stage two sets up (``smie.pipeline.zsl.heap``: freed memory kept, no page faults per step), which speeds the GCN
-up more than the estimator; ``SMIE_HEAP=system`` runs both on glibc's defaults, as the official code runs.
+stage two's commands set up (``--heap keep``, :func:`smie.pipeline.zsl.compute.apply_heap`: freed memory kept, no
+page faults per step), which speeds the GCN up more than the estimator; ``--heap system`` runs both on glibc's
+defaults, as the official code runs.
 Usage::
 
     python bench/stage2_cost.py [--samples 512] [--epochs 2] [--device cpu] [--json results.json]
@@ -41,16 +42,16 @@ def synthetic(samples: int, test: int, classes: int, sem_dim: int, seed: int, T:
 
 
 def run_bench(samples=512, test=128, epochs=2, batch_size=128, classes=10, sem_dim=768, views=4, device="cpu",
-              seed=0) -> dict:
+              seed=0, heap="system") -> dict:
     from smie.pipeline.visual.backbones import build_backbone
     from smie.pipeline.zsl.estimator import SMIEEstimator
-    from smie.pipeline.zsl.fit import FitOptions, TrainSet, train_method
+    from smie.pipeline.zsl.fit import FitOptions, train_method
+    from smie.pipeline.zsl.method import TrainSet
     from smie.pipeline.visual.keyframes import masked_views
 
-    from smie.pipeline.zsl.heap import keep_freed_memory
-    from smie.pipeline.zsl.linear import backend
+    from smie.pipeline.zsl.compute import Compute, apply_heap, matmul_backend
 
-    heap = keep_freed_memory()  # what train_method does; set first, so both paths run on the same allocator
+    heap = apply_heap(Compute(heap=heap))  # this script is the process's entry point; both paths share the heap
     dev = torch.device(device)
     x, labels, sem = synthetic(samples, test, classes, sem_dim, seed)
     x_train, y_train, x_test = x[:samples], labels[:samples], x[samples:]
@@ -70,8 +71,8 @@ def run_bench(samples=512, test=128, epochs=2, batch_size=128, classes=10, sem_d
     # the kernels oneDNN generates per shape): one batch through the GCN, one epoch of the estimator
     warm = SMIEEstimator(D, sem_dim).to(dev)
     train_method(warm, TrainSet(torch.randn(samples, D), torch.randn(samples, views, D), y_train, sem),
-                 FitOptions(1, batch_size, 1e-5, 0, 0.0, seed, device),
-                 on_epoch=lambda e, m: m.scores(torch.randn(test, D, device=dev), sem.to(dev)))
+                 FitOptions(epochs=1, batch_size=batch_size, lr=1e-5, warmup=0, seed=seed, device=device),
+                 lambda e, m: m.scores(torch.randn(test, D, device=dev), sem.to(dev)))
     encode(x_train[:batch_size])
     encode(masked_views(x_train[:batch_size], "official", k=15, drop=15, views=1, seed=0)[:, 0])
 
@@ -121,13 +122,14 @@ def run_bench(samples=512, test=128, epochs=2, batch_size=128, classes=10, sem_d
     model = SMIEEstimator(D, sem_dim)
     test_feats = full[samples:].to(dev)
     t0 = time.perf_counter()
-    train_method(model, TrainSet(full[:samples], masked, y_train, sem), FitOptions(epochs, batch_size, 1e-5, 0, 0.0,
-                 seed, device), on_epoch=lambda e, m: m.scores(test_feats, sem_d))
+    train_method(model, TrainSet(full[:samples], masked, y_train, sem),
+                 FitOptions(epochs=epochs, batch_size=batch_size, lr=1e-5, warmup=0, seed=seed, device=device),
+                 lambda e, m: m.scores(test_feats, sem_d))
     sync()
     cached = time.perf_counter() - t0
     return dict(official=official, extract=extract, cached=cached, ratio=official / cached,
                 ratio_with_extract=official / (cached + extract), samples=samples, epochs=epochs, device=device,
-                heap=heap, cpu_matmul=backend(), threads=torch.get_num_threads())
+                heap=heap, cpu_matmul=matmul_backend(), threads=torch.get_num_threads())
 
 
 def main(argv=None) -> dict:
@@ -140,8 +142,10 @@ def main(argv=None) -> dict:
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    p.add_argument("--heap", default="keep", choices=("keep", "system"), help="the process's allocator (both paths)")
     a = p.parse_args(argv)
-    r = run_bench(a.samples, a.test, a.epochs, a.batch_size, views=a.views, device=a.device, seed=a.seed)
+    r = run_bench(a.samples, a.test, a.epochs, a.batch_size, views=a.views, device=a.device, seed=a.seed,
+                  heap=a.heap)
     print(f"{r['samples']} training samples, {r['epochs']} epochs, device {r['device']}, {r['threads']} threads, "
           f"cpu matmul {r['cpu_matmul']}, heap {r['heap']}")
     print(f"  official (GCN at every step): {r['official']:8.2f} s")

@@ -17,8 +17,6 @@ from click.testing import CliRunner
 
 from smie.cli import main
 from smie.pipeline.data.readers.ntu import write_skeleton_file
-from tests.test_baselines import write_caches
-from tests.test_validation_protocol import write_skeletons_and_text
 
 OLD = b"existing output, must survive\n"
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -224,11 +222,11 @@ def test_bad_npz(tmp_path, kind, expect):
 # --- caches, checkpoints, descriptions, splits ----------------------------------------------------------------------
 
 @pytest.fixture
-def caches(tmp_path):
+def caches(tmp_path, skeletons_and_text, stage_caches):
     d = tmp_path / "caches"
     d.mkdir()
-    write_skeletons_and_text(d)
-    write_caches(d)  # visual.h5 (16 classes), text.h5 overwritten: keep the skeleton side's text apart
+    skeletons_and_text(d)
+    stage_caches(d)  # visual.h5 (16 classes), text.h5 overwritten: keep the skeleton side's text apart
     return d
 
 
@@ -294,22 +292,22 @@ def test_unfinished_partial_visual_cache(caches, tmp_path):
             "unfinished visual cache")
 
 
-def test_visual_and_text_from_different_class_tables(caches, tmp_path):
+def test_visual_and_text_from_different_class_tables(caches, tmp_path, skeletons_and_text):
     other = tmp_path / "other"
     other.mkdir()
-    _, text = write_skeletons_and_text(other)  # "class k" names, not the visual cache's
+    _, text = skeletons_and_text(other)  # "class k" names, not the visual cache's
     run_bad(["fit-estimator", "--visual", caches / "visual.h5", "--text", text, "--out", tmp_path / "o" / "run",
              "--epochs", "1", "--warmup", "0", "--device", "cpu"], _mk(tmp_path / "o" / "run"), "text.h5", "class")
 
 
-def test_backbone_of_another_layout(tmp_path):
+def test_backbone_of_another_layout(tmp_path, skeletons_and_text):
     import torch
 
     from smie.features.store import file_sha256
     from smie.pipeline.data.splits import resolve_split
     from smie.pipeline.visual.backbones import build_backbone, save_checkpoint
 
-    sk, _ = write_skeletons_and_text(tmp_path)  # kinect-v1-20
+    sk, _ = skeletons_and_text(tmp_path)  # kinect-v1-20
     from smie.features.skeletons import read_skeleton_header
 
     head = read_skeleton_header(sk)

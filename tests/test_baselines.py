@@ -7,18 +7,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from smie.features.store import SmieError
-from smie.features.text import TextCache, TextKind, write_text
-from smie.features.visual import VisualCache, write_visual
-from smie.pipeline.zsl.baselines import METHODS
+from smie.pipeline.registry import METHODS
 from smie.pipeline.zsl.baselines.pos import pos_descriptions, read_pos_file, split_label, write_pos_descriptions
-from smie.pipeline.zsl.baselines.run import BaselineConfig, fit_baseline, plan_epochs
-from smie.pipeline.zsl.fit import FitOptions, TrainSet, train_method
+from smie.pipeline.zsl.baselines.run import BaselineConfig, fit_baseline
+from smie.pipeline.zsl.fit import FitOptions, train_method
+from smie.pipeline.zsl.method import MethodContext, TrainSet
 from smie.pipeline.zsl.rundir import load_run
+from smie.pipeline.zsl.spec import method_spec, plan_units
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,27 +41,7 @@ UNSEEN = (0, 7, 11, 14, 21, 28)
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def world(seed=0, D=32, E=8, pos=False, per=30):
-    """30 classes whose features are a fixed random map of their semantics (so unseen classes are learnable).
-
-    With ``pos`` each class is a (verb, noun) combination of 5 verbs x 6 nouns and its semantics the
-    concatenation [verb | noun]; unseen classes are unseen combinations of seen verbs and nouns.
-    """
-    g = torch.Generator().manual_seed(seed)
-    unit = lambda n: torch.nn.functional.normalize(torch.randn(n, E, generator=g), dim=1)  # noqa: E731
-    if pos:
-        verbs, nouns = unit(5), unit(6)
-        sem = torch.stack([torch.cat([verbs[i], nouns[j]]) for i in range(5) for j in range(6)])
-    else:
-        sem = unit(30)
-    labels = torch.arange(30).repeat_interleave(per)
-    W = torch.randn(sem.shape[1], D, generator=g)
-    feats = torch.relu(sem[labels] @ W + 0.3 * torch.randn(len(labels), D, generator=g))
-    masked = feats[:, None] + 0.1 * torch.randn(len(labels), 3, D, generator=g)
-    return sem, feats, masked, labels
-
-
-def zsl_accuracy(name: str, seed: int = 0) -> float:
+def zsl_accuracy(world, name: str, seed: int = 0) -> float:
     epochs, lr, options = TINY[name]
     sem, feats, masked, labels = world(seed, pos=name in ("jpose", "synse"))
     seen = [k for k in range(30) if k not in UNSEEN]
@@ -70,9 +49,9 @@ def zsl_accuracy(name: str, seed: int = 0) -> float:
     rows = torch.isin(labels, torch.tensor(seen))
     train = TrainSet(feats[rows], masked[rows], torch.tensor([col[int(c)] for c in labels[rows]]), sem[seen])
     torch.manual_seed(seed)
-    model = METHODS[name](feats.shape[1], sem.shape[1], **options)
-    model.steps_per_epoch = math.ceil(int(rows.sum()) / 64)
-    train_method(model, train, FitOptions(epochs, 64, lr, 0, 0.0, seed, "cpu"))
+    context = MethodContext(steps_per_epoch=math.ceil(int(rows.sum()) / 64))
+    model = method_spec(name).build(feats.shape[1], sem.shape[1], context, **options)
+    train_method(model, train, FitOptions(epochs=epochs, batch_size=64, lr=lr, warmup=0, seed=seed, device="cpu"))
     test = torch.isin(labels, torch.tensor(UNSEEN))
     ucol = {c: i for i, c in enumerate(UNSEEN)}
     with torch.no_grad():
@@ -81,13 +60,13 @@ def zsl_accuracy(name: str, seed: int = 0) -> float:
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
-def test_every_method_learns_unseen_classes_far_above_chance(name):
+def test_every_method_learns_unseen_classes_far_above_chance(world, name):
     assert set(TINY) == set(METHODS)
-    acc = zsl_accuracy(name)
+    acc = zsl_accuracy(world, name)
     assert acc > 0.5, f"{name}: ZSL accuracy {acc:.3f} (chance {1 / len(UNSEEN):.3f})"
 
 
-def test_shuffled_semantics_are_not_learnable():
+def test_shuffled_semantics_are_not_learnable(world):
     """The same data with class semantics permuted between unseen classes must fail: the test can fail."""
     epochs, lr, options = TINY["devise"]
     sem, feats, masked, labels = world(0)
@@ -95,9 +74,9 @@ def test_shuffled_semantics_are_not_learnable():
     col = {c: i for i, c in enumerate(seen)}
     rows = torch.isin(labels, torch.tensor(seen))
     torch.manual_seed(0)
-    model = METHODS["devise"](feats.shape[1], sem.shape[1])
+    model = method_spec("devise").build(feats.shape[1], sem.shape[1])
     train_method(model, TrainSet(feats[rows], None, torch.tensor([col[int(c)] for c in labels[rows]]), sem[seen]),
-                 FitOptions(epochs, 64, lr, 0, 0.0, 0, "cpu"))
+                 FitOptions(epochs=epochs, batch_size=64, lr=lr, warmup=0, seed=0, device="cpu"))
     test = torch.isin(labels, torch.tensor(UNSEEN))
     rolled = sem[list(UNSEEN)].roll(1, dims=0)
     ucol = {c: i for i, c in enumerate(UNSEEN)}
@@ -105,37 +84,37 @@ def test_shuffled_semantics_are_not_learnable():
     assert float((pred == torch.tensor([ucol[int(c)] for c in labels[test]])).float().mean()) < 0.3
 
 
-def test_generative_classifier_survives_a_state_dict_round_trip():
+def test_generative_classifier_survives_a_state_dict_round_trip(world):
     epochs, lr, options = TINY["cadavae"]
     sem, feats, _, labels = world(1)
     rows = labels < 24
     train = TrainSet(feats[rows], None, labels[rows], sem[:24])
-    model = METHODS["cadavae"](32, 8, **options)
-    train_method(model, train, FitOptions(2, 64, lr, 0, 0.0, 0, "cpu"))
+    model = method_spec("cadavae").build(32, 8, **options)
+    train_method(model, train, FitOptions(epochs=2, batch_size=64, lr=lr, warmup=0, seed=0, device="cpu"))
     before = model.scores(feats[:50], sem)
-    again = METHODS["cadavae"](32, 8, **options)
+    again = method_spec("cadavae").build(32, 8, **options)
     again.load_state_dict(model.state_dict())
     torch.testing.assert_close(again.scores(feats[:50], sem), before)
     assert again.seen_z.shape == (24 * 50, 8)
 
 
 def test_cycle_methods_fit_their_cycles_into_the_run():
-    epochs, extra = plan_epochs(METHODS["synse"], n_train=300, batch_size=128, epochs=None)
+    epochs, extra = plan_units(method_spec("synse"), n_train=300, batch_size=128, epochs=None)
     assert epochs == 200 and extra["cycle_length"] == 200 * 3 // 10
-    epochs, extra = plan_epochs(METHODS["msf"], n_train=40000, batch_size=128, epochs=None)
+    epochs, extra = plan_units(method_spec("msf"), n_train=40000, batch_size=128, epochs=None)
     assert extra["cycle_length"] == 1700 and epochs == math.ceil(17000 / 313)
-    assert plan_epochs(METHODS["devise"], 300, 128, None) == (100, {})
+    assert plan_units(method_spec("devise"), 300, 128, None) == (100, {})
 
 
 def test_cycle_methods_honour_the_users_cycles():
-    epochs, extra = plan_epochs(METHODS["synse"], n_train=40000, batch_size=128, epochs=None, user={"cycles": 4})
+    epochs, extra = plan_units(method_spec("synse"), n_train=40000, batch_size=128, epochs=None, user={"cycles": 4})
     assert extra == dict(cycle_length=1700, cycles=4) and epochs == math.ceil(4 * 1700 / 313)
-    epochs, extra = plan_epochs(METHODS["msf"], n_train=300, batch_size=128, epochs=30, user={"cycles": 5})
+    epochs, extra = plan_units(method_spec("msf"), n_train=300, batch_size=128, epochs=30, user={"cycles": 5})
     assert epochs == 30 and extra == dict(cycle_length=30 * 3 // 5, cycles=5)
-    _, extra = plan_epochs(METHODS["msf"], 300, 128, 30, {"cycles": 2, "cycle_length": 7})
+    _, extra = plan_units(method_spec("msf"), 300, 128, 30, {"cycles": 2, "cycle_length": 7})
     assert extra == dict(cycle_length=7, cycles=2)
     with pytest.raises(SmieError, match="cycles"):
-        plan_epochs(METHODS["synse"], 300, 128, None, {"cycles": 0})
+        plan_units(method_spec("synse"), 300, 128, None, {"cycles": 0})
 
 
 def test_part_of_speech_split_and_description_records(tmp_path):
@@ -160,38 +139,8 @@ def test_part_of_speech_split_and_description_records(tmp_path):
         read_pos_file(bad)
 
 
-NAMES = tuple(f"action {i}" for i in range(16))
-
-
-def write_caches(tmp_path: Path, seed: int = 0, split_unseen=(0, 1, 2, 3), kinds=("label",), pos=False):
-    """A tiny visual cache (with masked views) and text cache written by the real writers."""
-    rng = np.random.default_rng(seed)
-    K, per, D, E = 16, 20, 12, 6
-    sem = rng.normal(size=(K, (2 if pos else 1) * E))
-    labels = np.repeat(np.arange(K), per)
-    feats = np.maximum(sem[labels] @ rng.normal(size=(D, sem.shape[1])).T + 0.3 * rng.normal(size=(len(labels), D)), 0)
-    masked = feats[:, None] + 0.1 * rng.normal(size=(len(labels), 2, D))
-    unseen = list(split_unseen)
-    seen = [k for k in range(K) if k not in unseen]
-    split = dict(id=f"file:test{seed}", num_classes=K, seen=seen, unseen=unseen, val_unseen=seen[:2])
-    part = np.where(np.isin(labels, unseen), 3, np.where(np.arange(len(labels)) % 5 == 0, 1, 0)).astype(np.int8)
-    vc = VisualCache(feats.astype(np.float32), masked.astype(np.float32), labels,
-                     tuple(f"s{i:04d}" for i in range(len(labels))), part, NAMES, split,
-                     {"variant": "official", "k": 15, "drop": 15, "views": 2, "seed": 0},
-                     {"protocol": None, "val_fraction": 0.2, "seed": 0}, "ab" * 32, "stgcn", {}, "cd" * 32)
-    write_visual(tmp_path / "visual.h5", vc, {"config": {"test": True}})
-    groups = {}
-    for i, kind in enumerate(kinds):
-        part_sem = sem[:, i * E:(i + 1) * E] if pos else sem
-        emb = (part_sem / np.linalg.norm(part_sem, axis=1, keepdims=True))[:, None].astype(np.float32)
-        groups[kind] = TextKind(emb, tuple((f"{kind} {n}",) for n in NAMES), np.ones(K, np.int32))
-    write_text(tmp_path / "text.h5", TextCache(NAMES, np.arange(K), groups, "test-encoder", "test", "ef" * 32, E),
-               {"config": {}})
-    return tmp_path / "visual.h5", tmp_path / "text.h5"
-
-
-def test_fit_baseline_writes_a_reloadable_run_from_real_caches(tmp_path):
-    visual, text = write_caches(tmp_path)
+def test_fit_baseline_writes_a_reloadable_run_from_real_caches(tmp_path, stage_caches):
+    visual, text = stage_caches(tmp_path)
     cfg = BaselineConfig("devise", visual, text, tmp_path / "run", epochs=5, lr=1e-2, batch_size=32, gzsl=True,
                          device="cpu")
     res = fit_baseline(cfg)
@@ -206,13 +155,13 @@ def test_fit_baseline_writes_a_reloadable_run_from_real_caches(tmp_path):
     assert "file:test0" in res.table
 
 
-def test_pos_method_needs_verb_and_noun_kinds(tmp_path):
-    visual, text = write_caches(tmp_path)
+def test_pos_method_needs_verb_and_noun_kinds(tmp_path, stage_caches):
+    visual, text = stage_caches(tmp_path)
     with pytest.raises(SmieError, match="no kind 'verb'"):
         fit_baseline(BaselineConfig("jpose", visual, text, tmp_path / "o", epochs=1, device="cpu"))
     other = tmp_path / "pos"
     other.mkdir()
-    visual, text = write_caches(other, kinds=("verb", "noun"), pos=True)
+    visual, text = stage_caches(other, kinds=("verb", "noun"), pos=True)
     res = fit_baseline(BaselineConfig("synse", visual, text, other / "run", epochs=3, batch_size=32, device="cpu",
                                       options=("latent=8", "unseen_per_class=20", "seen_per_class=10")))
     _, info = load_run(res.out)
@@ -221,14 +170,14 @@ def test_pos_method_needs_verb_and_noun_kinds(tmp_path):
         fit_baseline(BaselineConfig("devise", visual, text, other / "x", epochs=1, options=("latent=3",)))
 
 
-def test_baselines_read_nothing_but_the_caches(tmp_path):
+def test_baselines_read_nothing_but_the_caches(tmp_path, stage_caches):
     """In a fresh interpreter, every method trains from the caches without importing a backbone or encoder."""
-    visual, text = write_caches(tmp_path)
+    visual, text = stage_caches(tmp_path)
     script = f"""
 import sys, torch
 from pathlib import Path
 torch.set_num_threads(1)
-from smie.pipeline.zsl.baselines import METHODS
+from smie.pipeline.registry import METHODS
 from smie.pipeline.zsl.baselines.run import BaselineConfig, fit_baseline
 import smie.pipeline.zsl.compare
 for name in ("devise", "cadavae", "smie"):
@@ -247,17 +196,18 @@ print("ok", len(METHODS))
 
 
 @pytest.mark.slow
-def test_pos_texts_embed_into_a_text_cache_that_synse_trains_on(tmp_path):
+def test_pos_texts_embed_into_a_text_cache_that_synse_trains_on(tmp_path, stage_caches):
     """The whole PoS flow with the real sentence encoder: rule split -> JSONL -> embed-labels -> fit-baseline."""
+    from smie.features.visual import read_visual_header
     from smie.pipeline.zsl.baselines.pos import PosConfig, pos_texts
     from smie.pipeline.semantic.embed import EmbedConfig, embed_labels
 
+    (tmp_path / "caches").mkdir()
+    visual, _ = stage_caches(tmp_path / "caches")
     names_file = tmp_path / "classes.txt"
-    names_file.write_text("\n".join(NAMES) + "\n")
+    names_file.write_text("\n".join(read_visual_header(visual).class_names) + "\n")
     jsonl = pos_texts(PosConfig(tmp_path / "pos.jsonl", classes_file=names_file))
     text = embed_labels(EmbedConfig(tmp_path / "text.h5", descriptions=(jsonl,), classes_file=names_file))
-    (tmp_path / "caches").mkdir()
-    visual, _ = write_caches(tmp_path / "caches")
     res = fit_baseline(BaselineConfig("synse", visual, text, tmp_path / "run", epochs=2, batch_size=64,
                                       device="cpu", options=("latent=8", "unseen_per_class=10")))
     _, info = load_run(res.out)
@@ -265,28 +215,28 @@ def test_pos_texts_embed_into_a_text_cache_that_synse_trains_on(tmp_path):
 
 
 def test_smie_notemporal_rejects_unknown_options_as_user_errors():
-    from smie.pipeline.zsl.baselines.run import _kwargs
-    cls = METHODS["smie-notemporal"]
+    from smie.pipeline.zsl.baselines.run import model_options
+    spec = method_spec("smie-notemporal")
     with pytest.raises(SmieError, match="has no option.*bogus"):
-        cls(8, 6, bogus=1)
+        spec.build(8, 6, bogus=1)
     with pytest.raises(SmieError, match="has no option.*bogus"):
-        _kwargs(cls, {"seed": 0}, {"bogus": 1})
+        model_options(spec, {"seed": 0}, {"bogus": 1})
     with pytest.raises(SmieError, match="temporal must be False"):
-        cls(8, 6, temporal=True)
-    assert _kwargs(cls, {"seed": 0}, {"alpha": 0.2}) == {"alpha": 0.2}
-    model = cls(8, 6, hidden=(16, 8), alpha=0.2)
-    assert model.temporal is False and cls(**model.config).config == model.config
+        spec.build(8, 6, temporal=True)
+    assert model_options(spec, {"seed": 0}, {"alpha": 0.2}) == {"alpha": 0.2}
+    model = spec.build(8, 6, hidden=(16, 8), alpha=0.2)
+    assert model.temporal is False and spec.rebuild(model.config).config == model.config
 
 
-def test_smie_fusion_selects_its_setting_on_validation_and_tests_only_that_one(tmp_path):
-    from smie.pipeline.zsl.fusion import SMIEFusion
+def test_smie_fusion_selects_its_setting_on_validation_and_tests_only_that_one(tmp_path, stage_caches):
+    from smie.pipeline.zsl.fusion import SPEC
 
-    visual, text = write_caches(tmp_path, kinds=("label", "action", "motion"))
+    visual, text = stage_caches(tmp_path, kinds=("label", "action", "motion"))
     res = fit_baseline(BaselineConfig("smie-fusion", visual, text, tmp_path / "run", epochs=2, batch_size=64,
                                       device="cpu", options=("hidden=(16, 8)",)))
     metrics = json.loads((res.out / "metrics.json").read_text())
     sweep = metrics["sweep"]
-    assert len(sweep) == len(SMIEFusion.settings_grid) == 4
+    assert len(sweep) == len(SPEC.settings) == 4
     chosen = [r for r in sweep if r["selected"]]
     assert len(chosen) == 1 and chosen[0]["val_acc"] == max(r["val_acc"] for r in sweep)
     assert chosen[0]["val_acc"] == metrics["selection"]["val_acc"]
@@ -296,8 +246,8 @@ def test_smie_fusion_selects_its_setting_on_validation_and_tests_only_that_one(t
                                         device="cpu", options=("hidden=(16, 8)", "fusion='label'")))
     rows = json.loads((fixed.out / "metrics.json").read_text())["sweep"]
     assert len(rows) == 2 and {r["lr"] for r in rows} == {1e-4, 1e-3} and "fusion" not in rows[0]
-    model = SMIEFusion(12, 18, n_kinds=3, fusion="critics", hidden=(8, 4))
+    model = SPEC.build(12, 18, n_kinds=3, fusion="critics", hidden=(8, 4))
     assert len(model.critics) == 3 and model.scores(torch.zeros(5, 12), torch.ones(4, 18)).shape == (5, 4)
-    assert len(SMIEFusion(12, 18, n_kinds=3, fusion="label", hidden=(8, 4)).critics) == 1
+    assert len(SPEC.build(12, 18, n_kinds=3, fusion="label", hidden=(8, 4)).critics) == 1
     with pytest.raises(SmieError, match="not 3 kinds"):
-        SMIEFusion(12, 17, n_kinds=3)
+        SPEC.build(12, 17, n_kinds=3)

@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 
 from smie.pipeline.data.splits import resolve_splits
-from tests.test_validation_protocol import write_skeletons_and_text
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -49,8 +48,8 @@ def _run(d, out):
 
 
 @pytest.mark.slow
-def test_killed_benchmark_resumes_with_identical_results(tmp_path):
-    write_skeletons_and_text(tmp_path)
+def test_killed_benchmark_resumes_with_identical_results(tmp_path, skeletons_and_text):
+    skeletons_and_text(tmp_path)
     whole = _run(tmp_path, tmp_path / "whole")
     out, err = whole.communicate(timeout=600)
     assert whole.returncode == 0, err[-3000:]
@@ -79,12 +78,12 @@ def test_killed_benchmark_resumes_with_identical_results(tmp_path):
     assert "## Protocol: honest" in table and "Wilcoxon" in table and "pretrain-val" in table
 
 
-def test_benchmark_command_runs_one_fold_through_the_cli(tmp_path):
+def test_benchmark_command_runs_one_fold_through_the_cli(tmp_path, skeletons_and_text):
     from click.testing import CliRunner
 
     from smie.cli import main
 
-    write_skeletons_and_text(tmp_path)
+    skeletons_and_text(tmp_path)
     args = ["benchmark", "--skeletons", tmp_path / "sk.h5", "--text", tmp_path / "text.h5", "--out", tmp_path / "b",
             "--folds", "1", "--unseen", "2", "--methods", "devise", "--protocol", "honest", "--backbone-epochs", "1",
             "--batch-size", "8", "--keyframes", "3", "--random-drop", "3", "--epochs-scale", "0.05",

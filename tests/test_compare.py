@@ -8,19 +8,18 @@ import pytest
 
 from smie.features.store import SmieError
 from smie.pipeline.zsl.compare import CompareConfig, compare, pair_caches
-from tests.test_baselines import write_caches
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.slow  # every method over folds and seeds (~25 s); test_cli's chain runs compare too
-def test_compare_writes_table_csv_and_chart_over_folds_and_seeds(tmp_path, capsys):
+def test_compare_writes_table_csv_and_chart_over_folds_and_seeds(tmp_path, capsys, stage_caches):
     folds = []
     for i, unseen in enumerate(((0, 1, 2, 3), (4, 5, 6, 7))):
         d = tmp_path / f"fold{i}"
         d.mkdir()
-        folds.append(write_caches(d, seed=i, split_unseen=unseen))
+        folds.append(stage_caches(d, seed=i, split_unseen=unseen))
     cfg = CompareConfig(tuple(v for v, _ in folds), folds[0][1], tmp_path / "cmp",
                         methods=("devise", "smie-notemporal", "jpose"), seeds=2, device="cpu", epochs_scale=0.03,
                         batch_size=64)
@@ -40,12 +39,12 @@ def test_compare_writes_table_csv_and_chart_over_folds_and_seeds(tmp_path, capsy
     assert "mean ZSL" in capsys.readouterr().out
 
 
-def test_caches_are_matched_to_splits(tmp_path):
+def test_caches_are_matched_to_splits(tmp_path, stage_caches):
     paths = []
     for i, unseen in enumerate(((0, 1, 2, 3), (4, 5, 6, 7))):
         d = tmp_path / f"f{i}"
         d.mkdir()
-        paths.append(write_caches(d, seed=i, split_unseen=unseen)[0])
+        paths.append(stage_caches(d, seed=i, split_unseen=unseen)[0])
     own = pair_caches(paths, ())
     assert [(v, spec, s.id) for v, spec, s in own] == [(paths[0], None, "file:test0"), (paths[1], None, "file:test1")]
     spec = tmp_path / "s.json"

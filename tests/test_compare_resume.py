@@ -14,7 +14,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.test_baselines import write_caches
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,8 +33,8 @@ def _tables(out: Path) -> tuple[str, str, pd.DataFrame]:
 
 
 @pytest.mark.slow
-def test_killed_compare_resumes_to_the_same_table(tmp_path):
-    write_caches(tmp_path)
+def test_killed_compare_resumes_to_the_same_table(tmp_path, stage_caches):
+    stage_caches(tmp_path)
     whole = _compare(tmp_path, tmp_path / "whole")
     _, err = whole.communicate(timeout=600)
     assert whole.returncode == 0, err[-3000:]
@@ -64,10 +63,10 @@ def test_killed_compare_resumes_to_the_same_table(tmp_path):
     assert len(list(runs.glob("*/*/seed*/metrics.json"))) == 2 * 3
 
 
-def test_compare_reuses_finished_runs_only_under_the_same_key(tmp_path):
+def test_compare_reuses_finished_runs_only_under_the_same_key(tmp_path, stage_caches):
     from smie.pipeline.zsl.compare import CompareConfig, compare
 
-    visual, text = write_caches(tmp_path)
+    visual, text = stage_caches(tmp_path)
     cfg = CompareConfig(visual, text, tmp_path / "cmp", methods=("devise",), seeds=1, device="cpu",
                         epochs_scale=0.03, batch_size=64)
     compare(cfg)

@@ -8,7 +8,7 @@ import pytest
 
 from smie.pipeline.zsl import protocol
 from smie.pipeline.data.splits import Split
-from smie.pipeline.zsl.estimator import SMIEEstimator
+from smie.pipeline.zsl.estimator import SMIEEstimator, SMIEParams
 from smie.pipeline.zsl.evaluate import (calibrated_stacking, choose_gamma, choose_gate, gate_metrics, gate_statistic,
                                gated_predict, gzsl_metrics, harmonic, select_epoch, zsl_metrics)
 from smie.pipeline.zsl.fit import FitOptions
@@ -83,9 +83,9 @@ def test_gate_routes_uncertain_samples_to_unseen_classes():
 
 
 def test_select_epoch_skips_warmup_and_prefers_earliest():
-    assert select_epoch([0.9, 0.1, 0.5, 0.5, 0.2], warmup=2) == 2
-    assert select_epoch([0.9, 0.1, 0.5], warmup=0) == 0
-    assert select_epoch([0.1, 0.3], warmup=5) == 1
+    assert select_epoch([0.9, 0.1, 0.5, 0.5, 0.2], first_eligible=2) == 2
+    assert select_epoch([0.9, 0.1, 0.5], first_eligible=0) == 0
+    assert select_epoch([0.1, 0.3], first_eligible=5) == 1
 
 
 def _data(seed=0, K=10, per=24, D=8, E=6):
@@ -102,7 +102,7 @@ def _data(seed=0, K=10, per=24, D=8, E=6):
 
 
 def _make(alpha, lam):
-    return SMIEEstimator(8, 6, hidden=(16, 8), alpha=alpha, lam=lam)
+    return SMIEEstimator(8, 6, SMIEParams(hidden=(16, 8), alpha=alpha, lam=lam))
 
 
 OPTS = FitOptions(epochs=4, batch_size=32, lr=1e-3, warmup=1, seed=0)
@@ -129,21 +129,21 @@ def test_selection_never_reads_unseen_test(monkeypatch):
     a = run_protocol(_make, settings, data, split, OPTS, gzsl=True)
     b = run_protocol(_make, settings, other, split, OPTS, gzsl=True)
     for key in ("epoch", "val_acc", "gamma", "gate_threshold", "curve"):
-        assert a["validation"][key] == b["validation"][key]
-    assert a["chosen"] == b["chosen"]
-    assert val["epoch"] == a["validation"]["epoch"] and val["gamma"] == a["validation"]["gamma"]
-    assert a["test"]["curve"] != b["test"]["curve"]  # the test numbers do read the (changed) test rows
+        assert getattr(a.validation, key) == getattr(b.validation, key)
+    assert a.chosen == b.chosen
+    assert val.epoch == a.validation.epoch and val.gamma == a.validation.gamma
+    assert a.test.curve != b.test.curve  # the test numbers do read the (changed) test rows
 
 
 def test_oracle_is_best_test_epoch_and_labelled():
     data, split = _data(seed=2)
     res = run_protocol(_make, [dict(alpha=0.1, lam=0.5)], data, split, OPTS)
-    t = res["test"]
+    t = res.test
     first = OPTS.warmup + 1  # epochs after the warm-up, as the official code
-    assert t["oracle"]["acc"] == max(t["curve"][first:]) and "oracle" in t["oracle"]["note"]
-    assert res["validation"]["epoch"] >= first and t["oracle"]["epoch"] >= first
-    assert t["last"]["acc"] == t["curve"][-1]
-    assert t["selected"]["acc"] == pytest.approx(t["curve"][res["validation"]["epoch"]])
+    assert t.oracle["acc"] == max(t.curve[first:]) and "oracle" in t.oracle["note"]
+    assert res.validation.epoch >= first and t.oracle["epoch"] >= first
+    assert t.last["acc"] == t.curve[-1]
+    assert t.selected["acc"] == pytest.approx(t.curve[res.validation.epoch])
 
 
 def test_kept_state_is_the_selected_epoch_even_with_nan_accuracy(monkeypatch):
@@ -156,14 +156,14 @@ def test_kept_state_is_the_selected_epoch_even_with_nan_accuracy(monkeypatch):
     rows = protocol._rows(data, split.val_unseen, [protocol.SEEN_TRAIN, protocol.SEEN_VAL])
     _, track = protocol._train_tracking(_make, dict(alpha=0.1, lam=0.5), data, train_classes, rows,
                                         list(split.val_unseen), OPTS)
-    assert track["kept"]["epoch"] == select_epoch(track["curve"], protocol._first_eligible(OPTS)) == 3
+    assert track.kept == select_epoch(track.curve, OPTS.first_eligible()) == 3
 
 
 def test_gzsl_on_seen_val_samples_warns_and_is_marked_optimistic():
     data, split = _data()
     with pytest.warns(UserWarning, match="optimistic"):
         res = run_protocol(_make, [dict(alpha=0.1, lam=0.5)], data, split, OPTS, gzsl=True)
-    assert res["test"]["gzsl"]["seen_samples"] == "seen_val" and res["test"]["gzsl"]["optimistic"] is True
+    assert res.test.gzsl["seen_samples"] == "seen_val" and res.test.gzsl["optimistic"] is True
 
     part = data.partition.copy()
     part[(part == protocol.SEEN_VAL) & (np.arange(len(part)) % 2 == 0)] = protocol.SEEN_TEST
@@ -172,19 +172,13 @@ def test_gzsl_on_seen_val_samples_warns_and_is_marked_optimistic():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         res = run_protocol(_make, [dict(alpha=0.1, lam=0.5)], held_out, split, OPTS, gzsl=True)
-    assert res["test"]["gzsl"]["seen_samples"] == "seen_test" and res["test"]["gzsl"]["optimistic"] is False
+    assert res.test.gzsl["seen_samples"] == "seen_test" and res.test.gzsl["optimistic"] is False
 
 
 def test_eval_every_scores_only_every_kth_epoch_and_never_selects_the_others():
     data, split = _data()
-
-    def make(alpha, lam):
-        model = _make(alpha, lam)
-        model.eval_every = 3
-        return model
-
-    opts = FitOptions(epochs=7, batch_size=32, lr=1e-3, warmup=0, seed=0)
-    val = validate(make, dict(alpha=0.1, lam=0.5), data, split, opts, gzsl=False)
-    evaluated = [i for i, v in enumerate(val["curve"]) if not np.isnan(v)]
+    opts = FitOptions(epochs=7, batch_size=32, lr=1e-3, warmup=0, seed=0, eval_every=3)
+    val = validate(_make, dict(alpha=0.1, lam=0.5), data, split, opts, gzsl=False)
+    evaluated = [i for i, v in enumerate(val.curve) if not np.isnan(v)]
     assert evaluated == [2, 5, 6]
-    assert val["epoch"] in evaluated
+    assert val.epoch in evaluated

@@ -15,9 +15,10 @@ from smie.features.store import SmieError
 from smie.features.text import TextCache, TextKind, read_text, write_text
 from smie.features.visual import VisualCache, write_visual
 from smie.pipeline.data.splits import Split
-from smie.pipeline.zsl.estimator import SMIEEstimator
+from smie.pipeline.zsl.estimator import SMIEEstimator, SMIEParams
 from smie.pipeline.zsl.experiment import FitConfig, fit_estimator
-from smie.pipeline.zsl.fit import FitOptions, TrainSet, lr_factor, semantic_matrix, train_method
+from smie.pipeline.zsl.fit import FitOptions, lr_factor, semantic_matrix, train_method
+from smie.pipeline.zsl.method import TrainSet
 from smie.pipeline.zsl.protocol import StageData, repartition, run_protocol
 from smie.pipeline.zsl.report import report
 from smie.pipeline.zsl.rundir import load_run, write_run
@@ -88,7 +89,7 @@ def test_train_method_is_deterministic_on_cpu():
     states = []
     for _ in range(2):
         torch.manual_seed(0)
-        m = SMIEEstimator(12, 6, hidden=(16, 8))
+        m = SMIEEstimator(12, 6, SMIEParams(hidden=(16, 8)))
         losses = train_method(m, ts, FitOptions(epochs=3, batch_size=64, lr=1e-3, warmup=1, seed=3))
         states.append((losses, m.state_dict()))
     assert states[0][0] == states[1][0] and len(states[0][0]) == 3
@@ -100,16 +101,16 @@ def _protocol(shuffle: bool):
     if shuffle:  # semantics unrelated to how the features were made
         sem = np.random.default_rng(99).normal(size=sem.shape).astype(np.float32)
     data = StageData(feats, masked, labels, part, sem, NAMES, tuple(map(str, range(len(labels)))))
-    return run_protocol(lambda alpha, lam: SMIEEstimator(12, 6, hidden=(64, 32), alpha=alpha, lam=lam),
+    return run_protocol(lambda alpha, lam: SMIEEstimator(12, 6, SMIEParams(hidden=(64, 32), alpha=alpha, lam=lam)),
                         [dict(alpha=0.1, lam=0.5)], data, Split(**{**split, "seen": tuple(split["seen"])}),
                         FitOptions(epochs=25, batch_size=32, lr=2e-3, warmup=2))
 
 
 def test_learnable_unseen_classes_reach_high_zsl_accuracy_and_shuffled_do_not():
-    good = _protocol(shuffle=False)["test"]
-    bad = _protocol(shuffle=True)["test"]
-    assert good["last"]["acc"] > 0.8, good["curve"]
-    assert bad["last"]["acc"] < 0.5, bad["curve"]  # 4 unseen classes: chance 0.25
+    good = _protocol(shuffle=False).test
+    bad = _protocol(shuffle=True).test
+    assert good.last["acc"] > 0.8, good.curve
+    assert bad.last["acc"] < 0.5, bad.curve  # 4 unseen classes: chance 0.25
 
 
 def test_repartition_moves_only_classes_the_backbone_never_saw():
@@ -153,7 +154,7 @@ def test_repartition_with_protocol_keeps_official_test_samples_for_testing():
 
 def test_run_directory_round_trip(tmp_path):
     torch.manual_seed(0)
-    model = SMIEEstimator(12, 6, hidden=(16, 8), alpha=0.3)
+    model = SMIEEstimator(12, 6, SMIEParams(hidden=(16, 8), alpha=0.3))
     v, s = torch.randn(6, 12), torch.randn(3, 6)
     scores = model.scores(v, s).detach().numpy()
     out = write_run(tmp_path / "run", method="smie", config={"a": 1}, metrics={"zsl": {"selected": {"acc": 0.5}}},
@@ -184,8 +185,8 @@ def test_fit_estimator_end_to_end_on_real_caches(tmp_path):
     assert info["text_encoder"] == "test-encoder" and info["class_sem"].shape == (16, 6)
     df = report([res.out])
     assert len(df) == 1 and df.loc[0, "method"] == "smie" and df.loc[0, "split"] == "file:test"
-    assert df.loc[0, "zsl_acc"] == metrics["zsl"]["selected"]["acc"]
-    assert df.loc[0, "gzsl_h"] == metrics["gzsl"]["stacking"]["h"]
+    assert df.loc[0, "zsl"] == metrics["zsl"]["selected"]["acc"]
+    assert df.loc[0, "h"] == metrics["gzsl"]["stacking"]["h"]
     with pytest.raises(SmieError, match="not a run directory"):
         report([tmp_path])
 
@@ -226,11 +227,11 @@ assert not bad, bad
     assert run.returncode == 0, run.stderr
     assert "mean ± std over 2 splits" in run.stdout
     summary = json.loads((tmp_path / "multi" / "summary.json").read_text())
-    assert len(summary["summary"]["zsl_acc"]["values"]) == 2
+    assert len(summary["summary"]["zsl"]["values"]) == 2
     assert len([p for p in (tmp_path / "multi").iterdir() if (p / "metrics.json").exists()]) == 2
     df = report([tmp_path / "multi"])
     assert sorted(df["split"]) == sorted(specs)
-    assert df["zsl_acc"].tolist() == summary["summary"]["zsl_acc"]["values"]
+    assert df["zsl"].tolist() == summary["summary"]["zsl"]["values"]
 
 
 @pytest.mark.slow

@@ -17,13 +17,14 @@ from smie.pipeline.data.splits import Split, resolve_split
 from smie.pipeline.visual.backbones import build_backbone, load_backbone, save_checkpoint
 from smie.pipeline.visual.extract import ExtractConfig, extract_visual
 from smie.pipeline.zsl import protocol
-from smie.pipeline.zsl.baselines.msf import MSF
-from smie.pipeline.zsl.baselines.run import BaselineConfig, fit_baseline, plan_epochs
+from smie.pipeline.zsl.baselines.msf import MSF, MSFParams
+from smie.pipeline.zsl.baselines.run import BaselineConfig, fit_baseline
 from smie.pipeline.zsl.baselines.vae import cycle_weights
 from smie.pipeline.zsl.evaluate import fit_logistic, gate_features, logistic_proba, msf_gate_predict
-from smie.pipeline.zsl.fit import FitOptions, TrainSet, lr_factor, train_method
+from smie.pipeline.zsl.fit import FitOptions, lr_factor, train_method
+from smie.pipeline.zsl.method import MethodContext, TrainSet
 from smie.pipeline.zsl.protocol import StageData, run_protocol, validate
-from tests.test_baselines import write_caches, world
+from smie.pipeline.zsl.spec import method_spec, plan_units
 from tests.test_extract import PARTITION, T, _skeletons
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -33,8 +34,12 @@ TINY = ("latent=4", "seen_per_class=5", "unseen_per_class=10", "cls_steps=5", "c
 class Probe(MSF):
     """MSF that records its optimiser, the size of every batch and the training step at every scoring."""
 
-    def configure_optimizer(self, opts):
-        self.opt = torch.optim.Adam(self.parameters(), lr=opts.lr)
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.batches, self.scored_at = [], []
+
+    def optimizer(self, lr):
+        self.opt = torch.optim.Adam(self.parameters(), lr=lr)
         return self.opt
 
     def loss(self, batch):
@@ -46,14 +51,12 @@ class Probe(MSF):
         return super().scores(visual, class_sem)
 
 
-def probe(**kw) -> Probe:
-    model = Probe(16, 8, **{**dict(latent=8, cycle_length=20, cycles=3, seen_per_class=20, unseen_per_class=50,
-                                   cls_steps=50, cls_lr=1e-2), **kw})
-    model.batches, model.scored_at = [], []
-    return model
+def probe(context=None, **kw) -> Probe:
+    return Probe(16, 8, MSFParams(**{**dict(latent=8, cycle_length=20, cycles=3, seen_per_class=20,
+                                           unseen_per_class=50, cls_steps=50, cls_lr=1e-2), **kw}), context)
 
 
-def stage(seed=0):
+def stage(world, seed=0):
     """30 learnable classes (tests.test_baselines.world): 6 unseen, 4 validation classes, seen_val and seen_test
     rows, and a real backbone head: the nearest-class-mean classifier of the seen classes' training rows."""
     sem, feats, _, labels = world(seed, D=16, E=8, per=20)
@@ -70,10 +73,11 @@ def stage(seed=0):
     return data, Split("test", 30, seen, unseen, val), head
 
 
-OPTS = FitOptions(3, 32, 3e-3, 0, 0.0, 0, "cpu", "constant", 20)
+OPTS = FitOptions(epochs=3, batch_size=32, lr=3e-3, warmup=0, seed=0, device="cpu", schedule="constant",
+                  cycle_steps=20, selectable="any")
 
 
-def test_constant_schedule_keeps_the_learning_rate_fixed():
+def test_constant_schedule_keeps_the_learning_rate_fixed(world):
     assert [lr_factor(e, 10, 0, "constant") for e in range(10)] == [1.0] * 10
     assert [lr_factor(e, 10, 2, "constant") for e in range(3)] == [0.0, 0.5, 1.0]
     assert lr_factor(9, 10, 0) < 0.05 and lr_factor(9, 10, 0, "cosine") == lr_factor(9, 10, 0)
@@ -82,37 +86,37 @@ def test_constant_schedule_keeps_the_learning_rate_fixed():
     for schedule, expect in (("constant", [1e-3] * 4), ("cosine", [1e-3 * lr_factor(e, 4, 0) for e in range(4)])):
         model, seen = probe(), []
         train_method(model, train, dataclasses.replace(OPTS, epochs=4, lr=1e-3, schedule=schedule),
-                     on_epoch=lambda _e, m: seen.append(m.opt.param_groups[0]["lr"]))
+                     lambda _e, m: seen.append(m.opt.param_groups[0]["lr"]))
         assert seen == pytest.approx(expect)
     with pytest.raises(SmieError, match="schedule"):
         train_method(probe(), train, dataclasses.replace(OPTS, schedule="linear"))
 
 
-def test_step_epochs_train_exactly_their_steps_in_full_batches():
+def test_step_epochs_train_exactly_their_steps_in_full_batches(world):
     sem, feats, _, labels = world(0, D=16, E=8, per=10)
     model = probe(cycle_length=7)
     losses = train_method(model, TrainSet(feats[:50], None, labels[:50], sem),
-                          dataclasses.replace(OPTS, batch_size=16, epoch_steps=7))
+                          dataclasses.replace(OPTS, batch_size=16, cycle_steps=7))
     assert len(losses) == 3 and int(model.step) == 21 and model.batches == [16] * 21
 
 
-def test_cycle_methods_are_evaluated_only_at_cycle_ends_and_any_cycle_may_win():
-    data, split, _ = stage()
+def test_cycle_methods_are_evaluated_only_at_cycle_ends_and_any_cycle_may_win(world):
+    data, split, _ = stage(world)
     models = []
     val = validate(lambda **_: models.append(probe()) or models[-1], {}, data, split, OPTS, gzsl=False)
-    assert len(val["curve"]) == 3 and not np.isnan(val["curve"]).any()
+    assert len(val.curve) == 3 and not np.isnan(val.curve).any()
     assert models[0].scored_at == [20, 40, 60] and int(models[0].step) == 60
-    assert protocol._first_eligible(OPTS) == 0
-    assert protocol._first_eligible(dataclasses.replace(OPTS, epoch_steps=None)) == 1
+    assert OPTS.first_eligible() == 0
+    assert dataclasses.replace(OPTS, cycle_steps=None, selectable="after-warmup").first_eligible() == 1
 
 
-def test_msf_runs_with_batch_64_constant_lr_and_whole_cycles_by_default(tmp_path):
-    visual, text = write_caches(tmp_path, kinds=("label", "action", "motion"))
+def test_msf_runs_with_batch_64_constant_lr_and_whole_cycles_by_default(tmp_path, stage_caches):
+    visual, text = stage_caches(tmp_path, kinds=("label", "action", "motion"))
     res = fit_baseline(BaselineConfig("msf", visual, text, tmp_path / "msf", device="cpu", options=TINY))
     used = json.loads((res.out / "config.json").read_text())
     metrics = json.loads((res.out / "metrics.json").read_text())
     n_train = 12 * 16  # 12 seen classes x 16 seen_train rows of 20 (every 5th row is seen_val)
-    epochs, extra = plan_epochs(MSF, n_train, 64, None, {"cycles": 2})
+    epochs, extra = plan_units(method_spec("msf"), n_train, 64, None, {"cycles": 2})
     assert (used["batch_size_used"], used["schedule_used"]) == (64, "constant")
     assert used["model_options"]["cycle_length"] == extra["cycle_length"] and used["epochs_used"] == epochs
     assert used["steps_used"] == 2 * extra["cycle_length"]
@@ -125,13 +129,13 @@ def test_msf_runs_with_batch_64_constant_lr_and_whole_cycles_by_default(tmp_path
     assert (used["batch_size_used"], used["schedule_used"]) == (32, "cosine")
 
 
-def test_ntu120_constants_unscaled_and_automatic_on_a_120_class_table(tmp_path):
+def test_ntu120_constants_unscaled_and_automatic_on_a_120_class_table(tmp_path, stage_caches):
     assert cycle_weights(1500, 1900)["cross"] == 0.0 and cycle_weights(1501, 1900)["cross"] == 1.0
     assert cycle_weights(1899, 1900)["kl_visual"] == pytest.approx(0.1 * 899 / 3000)
     assert cycle_weights(2 * 1900 + 1600, 1900)["kl_text"] == pytest.approx(0.1 * 100 / 3000)
     assert cycle_weights(1401, 1700)["cross"] == 1.0 and cycle_weights(60, 120) == cycle_weights(60, 120, 1700)
     assert cycle_weights(394, 500, 1900)["cross"] == 0.0 and cycle_weights(395, 500, 1900)["cross"] == 1.0
-    _, extra = plan_epochs(MSF, 300, 64, None, {}, {"cycle_length": 1900})
+    _, extra = plan_units(method_spec("msf"), 300, 64, None, {}, {"cycle_length": 1900})
     assert extra == dict(cycle_length=200 * 5 // 10, cycles=10, cycle_base=1900)
 
     K, per = 120, 3
@@ -142,7 +146,7 @@ def test_ntu120_constants_unscaled_and_automatic_on_a_120_class_table(tmp_path):
     part = np.where(np.isin(labels, unseen), 3, np.where(np.arange(len(labels)) % per == 0, 1, 0)).astype(np.int8)
     names = tuple(f"action {k}" for k in range(K))
     feats = rng.normal(size=(len(labels), 12)).astype(np.float32)
-    big = dataclasses.replace(read_visual(write_caches(tmp_path)[0]), features=feats,
+    big = dataclasses.replace(read_visual(stage_caches(tmp_path)[0]), features=feats,
                               masked=np.repeat(feats[:, None], 2, axis=1), labels=labels, partition=part,
                               class_names=names, sample_ids=tuple(f"s{i}" for i in range(len(labels))),
                               split=dict(id="file:ntu120", num_classes=K, seen=seen, unseen=unseen,
@@ -158,8 +162,8 @@ def test_ntu120_constants_unscaled_and_automatic_on_a_120_class_table(tmp_path):
     assert options["latent"] == 200 and options["cycle_base"] == 1900
 
 
-def test_backbone_head_round_trips_through_the_visual_cache(tmp_path):
-    vc = read_visual(write_caches(tmp_path)[0])
+def test_backbone_head_round_trips_through_the_visual_cache(tmp_path, stage_caches):
+    vc = read_visual(stage_caches(tmp_path)[0])
     rng = np.random.default_rng(0)
     seen = tuple(vc.split["seen"])
     head = BackboneHead(rng.normal(size=(len(seen), 12)).astype(np.float32), rng.normal(size=len(seen)).astype(
@@ -226,27 +230,25 @@ def test_gate_features_and_routing_by_hand():
     assert msf_gate_predict(pu, ps, [2, 3, 4], [0, 1], gate).tolist() == [3, 1]
 
 
-def test_msf_gate_is_fitted_on_validation_rows_only(monkeypatch):
+def test_msf_gate_is_fitted_on_validation_rows_only(monkeypatch, world):
     """Instrumented: the gate's experts read no unseen_test row in validation; garbage there changes no choice."""
-    data, split, head = stage()
+    data, split, head = stage(world)
 
     def make(**_):
-        model = probe(gate="msf")
-        model.backbone_heads = {"main": head}
-        return model
+        return probe(MethodContext(heads={"main": head}), gate="msf")
 
     touched = []
-    real = protocol._experts
-    monkeypatch.setattr(protocol, "_experts", lambda m, d, rows, *a: touched.append(rows) or real(m, d, rows, *a))
+    real = protocol._gate_rows
+    monkeypatch.setattr(protocol, "_gate_rows", lambda m, d, rows, *a: touched.append(rows) or real(m, d, rows, *a))
     val = validate(make, {}, data, split, OPTS, gzsl=True)
     rows = np.concatenate(touched)
     assert len(rows) and not (data.partition[rows] == protocol.UNSEEN_TEST).any()
-    gate = val["msf_gate"]
+    gate = val.gates["msf_gate"]
     train = [c for c in split.seen if c not in split.val_unseen]
     n_u = len(protocol._rows(data, split.val_unseen, [protocol.SEEN_TRAIN, protocol.SEEN_VAL]))
     n_s = len(protocol._rows(data, train, [protocol.SEEN_VAL]))
     assert gate["k"] == 4 and len(gate["coef"]) == 8 and gate["n_fit"] == n_u - n_u // 5 + n_s - n_s // 5
-    assert val["val_gzsl"]["msf_gate"]["temperature"] == 2.0 and 0 <= gate["holdout_accuracy"] <= 1
+    assert val.val_gzsl["msf_gate"]["temperature"] == 2.0 and 0 <= gate["holdout_accuracy"] <= 1
     with pytest.raises(SmieError, match="validation backbone's classifier head"):
         validate(make, {}, data, split, OPTS, gzsl=True, view="validation")
 
@@ -255,14 +257,14 @@ def test_msf_gate_is_fitted_on_validation_rows_only(monkeypatch):
     noisy[test_rows] = np.random.default_rng(1).normal(size=noisy[test_rows].shape) * 100
     a = run_protocol(make, [{}], data, split, OPTS, gzsl=True)
     b = run_protocol(make, [{}], dataclasses.replace(data, features=noisy), split, OPTS, gzsl=True)
-    assert a["validation"]["msf_gate"] == b["validation"]["msf_gate"] == val["msf_gate"]
-    assert a["validation"]["val_gzsl"]["msf_gate"] == b["validation"]["val_gzsl"]["msf_gate"]
-    assert a["test"]["gzsl"]["msf_gate"] != b["test"]["gzsl"]["msf_gate"]
-    assert {"seen", "unseen", "h", "k", "temperature", "threshold"} <= set(a["test"]["gzsl"]["msf_gate"])
+    assert a.validation.gates["msf_gate"] == b.validation.gates["msf_gate"] == val.gates["msf_gate"]
+    assert a.validation.val_gzsl["msf_gate"] == b.validation.val_gzsl["msf_gate"]
+    assert a.test.gzsl["msf_gate"] != b.test.gzsl["msf_gate"]
+    assert {"seen", "unseen", "h", "k", "temperature", "threshold"} <= set(a.test.gzsl["msf_gate"])
 
 
-def test_msf_gate_end_to_end_from_a_cache_with_a_head(tmp_path):
-    visual, text = write_caches(tmp_path, kinds=("label", "action", "motion"))
+def test_msf_gate_end_to_end_from_a_cache_with_a_head(tmp_path, stage_caches):
+    visual, text = stage_caches(tmp_path, kinds=("label", "action", "motion"))
     cfg = BaselineConfig("msf", visual, text, tmp_path / "run", gzsl=True, device="cpu",
                          options=TINY + ("gate='msf'",))
     with pytest.raises(SmieError, match="classifier head"):
@@ -270,7 +272,7 @@ def test_msf_gate_end_to_end_from_a_cache_with_a_head(tmp_path):
     with pytest.raises(SmieError, match="--gzsl"):
         fit_baseline(dataclasses.replace(cfg, gzsl=False))
     with pytest.raises(SmieError, match="gate must be"):
-        MSF(12, 18, gate="entropy")
+        method_spec("msf").build(12, 18, gate="entropy")
     vc = read_visual(visual)
     seen = tuple(vc.split["seen"])
     means = np.stack([vc.features[vc.labels == c].mean(0) for c in seen])
@@ -284,12 +286,12 @@ def test_msf_gate_end_to_end_from_a_cache_with_a_head(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
-def test_msf_gate_uses_the_validation_backbones_head_on_the_validation_view(tmp_path):
+def test_msf_gate_uses_the_validation_backbones_head_on_the_validation_view(tmp_path, skeletons_and_text):
     """Real main and validation backbones: both heads reach the cache, and the honest protocol fits the gate."""
     from smie.pipeline.visual.pretrain import PretrainConfig, pretrain_backbone
-    from tests.test_validation_protocol import SPLIT, write_skeletons_and_text
 
-    skeletons, _ = write_skeletons_and_text(tmp_path)
+    SPLIT = "random:2:seed=0"  # the split conftest.write_skeletons_and_text's data is built for
+    skeletons, _ = skeletons_and_text(tmp_path)
     base = dict(skeletons=skeletons, split=SPLIT, epochs=1, batch_size=8, val_fraction=0.25, device="cpu",
                 progress=False)
     pretrain_backbone(PretrainConfig(out=tmp_path / "main.pt", **base))

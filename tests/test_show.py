@@ -18,7 +18,7 @@ from smie.features.visual import VisualCache, write_visual
 from smie.pipeline.data.synthetic import SyntheticConfig, generate_synthetic
 from smie.pipeline.data.synthetic_motions import CLASSES
 from smie.pipeline.tools.show_features import embed_2d, semantic_positions
-from smie.pipeline.zsl.estimator import SMIEEstimator
+from smie.pipeline.zsl.estimator import SMIEEstimator, SMIEParams
 from smie.pipeline.zsl.rundir import write_run
 
 NAMES = tuple(CLASSES[:4])
@@ -58,7 +58,7 @@ def data(tmp_path_factory, one_thread):
     write_text(root / "text.h5", TextCache(head.class_names, np.arange(K), {"label": TextKind(
         emb, tuple((n,) for n in head.class_names), np.ones(K, np.int32))}, "test", "test", "ef" * 32, E), {})
     torch.manual_seed(0)
-    model = SMIEEstimator(D, E, hidden=(16, 8))
+    model = SMIEEstimator(D, E, SMIEParams(hidden=(16, 8)))
     info = dict(kinds=["label"], class_names=list(head.class_names), split=split, class_sem=torch.from_numpy(sem),
                 backbone_sha256="ab" * 32, visual_dim=D)
     metrics = dict(zsl=dict(selected=dict(acc=0.5, epoch=3), oracle=dict(acc=0.75, epoch=5)),

@@ -5,14 +5,14 @@
 - the SMIE critic's factorised first layer against the critic on concatenated pairs;
 - class texts encoded once per class (MSF, SynSE, JPoSE, ReViSE, SMIE) against one encoding per sample, and
   the generative losses without their zero-weighted terms against the codes' losses with every term;
-- smie's oneDNN Linear against nn.Linear;
+- smie's oneDNN Linear against nn.Linear, SMIE's split first layer against one sliced weight, the written-out
+  layer norm against torch's (every switch of ``smie.pipeline.zsl.compute.Compute``);
 - the heap kept by stage two: scoring after it takes no page faults;
 - the fused Adam against the plain one over a whole protocol run;
 - a compare grid on two worker processes against the same grid in one process.
 """
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -22,7 +22,9 @@ import torch
 from torch import nn
 
 from smie.pipeline.zsl.baselines.vae import train_latent_classifier
-from smie.pipeline.zsl.estimator import SMIEEstimator, jsd_terms, next_other_class
+from smie.pipeline.zsl.compute import Compute, layer_norm, using
+from smie.pipeline.zsl.estimator import SMIEEstimator, SMIEParams, jsd_terms, next_other_class
+from smie.pipeline.zsl.spec import method_spec
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -64,7 +66,7 @@ def test_latent_classifier_matches_the_autograd_loop(batch_size, relu):
 
 def reference_mi(model: SMIEEstimator, visual, sem, labels, masked):
     """SMIE's MI terms with the critic applied to each concatenated pair (the official code's way)."""
-    v, s = model.ln(visual), nn.functional.normalize(sem, dim=-1)
+    v, s = layer_norm(visual), nn.functional.normalize(sem, dim=-1)
     if model.negatives == "roll":
         t_neg, weight = model.critic(torch.roll(v, -1, 0), s), None
     elif model.negatives == "roll-diff-class":
@@ -78,7 +80,7 @@ def reference_mi(model: SMIEEstimator, visual, sem, labels, masked):
     ej, em = jsd_terms(model.critic(v, s), t_neg, weight)
     if masked is None:
         return (ej - em,)
-    masked_ej = -nn.functional.softplus(-model.critic(model.ln(masked), s)).mean()
+    masked_ej = -nn.functional.softplus(-model.critic(layer_norm(masked), s)).mean()
     return ej - em, masked_ej - em
 
 
@@ -87,7 +89,7 @@ def reference_mi(model: SMIEEstimator, visual, sem, labels, masked):
 def test_factorised_critic_is_the_critic_on_concatenated_pairs(negatives, with_masked):
     torch.manual_seed(0)
     B, D, E = 24, 20, 12
-    model = SMIEEstimator(D, E, hidden=(64, 32), negatives=negatives)
+    model = SMIEEstimator(D, E, SMIEParams(hidden=(64, 32), negatives=negatives))
     visual, masked = torch.randn(B, D), torch.randn(B, D) if with_masked else None
     labels = torch.randint(4, (B,))
     table = torch.randn(4, E)
@@ -105,7 +107,7 @@ def test_factorised_critic_is_the_critic_on_concatenated_pairs(negatives, with_m
 
 
 def _batch(B=24, D=20, K=5, E=12, seed=0):
-    from smie.pipeline.zsl.fit import Batch
+    from smie.pipeline.zsl.method import Batch
 
     g = torch.Generator().manual_seed(seed)
     labels = torch.randint(K, (B,), generator=g)
@@ -183,11 +185,9 @@ def test_generative_losses_match_the_codes(method, reference, step):
     schedule weight is 0 (step 3: cross-reconstruction and KL off; step 29: all on): same loss and gradients as
     the codes' loss on every sample's text with every term (same noise draws: the seed is reset, and the draws
     keep their order)."""
-    from smie.pipeline.zsl.baselines import METHODS
-
     torch.manual_seed(0)
     options = dict(latent=8) if method == "cadavae" else dict(latent=8, cycle_length=10)
-    model = METHODS[method](20, 12, **options)
+    model = method_spec(method).build(20, 12, **options)
     batch = _batch()
     model.step.fill_(step)  # CADA-VAE: one step per epoch, so step 3 is in every warm-up's zero stretch but beta's
     want = _loss_and_grads(model, batch, reference)
@@ -199,13 +199,11 @@ def test_jpose_and_revise_class_texts_encoded_once():
     """JPoSE and ReViSE against their per-sample losses, written out here as the codes compute them."""
     import torch.nn.functional as F
 
-    from smie.pipeline.zsl.baselines.jpose import JPoSE
     from smie.pipeline.zsl.baselines.losses import gaussian_mmd, hardest_triplet, multi_class_hinge
-    from smie.pipeline.zsl.baselines.revise import ReViSE
 
     batch = _batch(E=16)
     torch.manual_seed(0)
-    jpose = JPoSE(20, 16, out=6, text_hidden=10)
+    jpose = method_spec("jpose").build(20, 16, out=6, text_hidden=10)
 
     def jpose_rows(b):
         with torch.no_grad():
@@ -219,7 +217,7 @@ def test_jpose_and_revise_class_texts_encoded_once():
         loss = loss + jpose.triplet_weight * (hardest_triplet(vv, ids[0], m) + hardest_triplet(vn, ids[1], m))
         return loss + multi_class_hinge(vj, tj, cj, m)
 
-    revise = ReViSE(20, 16, visual_hidden=12, hidden=8, out=6)
+    revise = method_spec("revise").build(20, 16, visual_hidden=12, hidden=8, out=6)
 
     def revise_rows(b):
         x = revise._prep(b.visual).detach().requires_grad_(True)
@@ -237,36 +235,38 @@ def test_jpose_and_revise_class_texts_encoded_once():
         _assert_same(_loss_and_grads(model, batch), _loss_and_grads(model, batch, lambda m, b: reference(b)))
 
 
-def _run(tmp_path, name, method):
+def _run(tmp_path, name, method, stage_caches, compute=Compute()):
     from smie.pipeline.zsl.baselines.run import BaselineConfig, fit_splits
-    from tests.test_baselines import write_caches
 
     d = tmp_path / name
     d.mkdir()
-    visual, text = write_caches(d, seed=1)
-    res = fit_splits(BaselineConfig(method, visual, text, d / "run", epochs=30, gzsl=True, device="cpu"))
+    visual, text = stage_caches(d, seed=1)
+    res = fit_splits(BaselineConfig(method, visual, text, d / "run", epochs=30, gzsl=True, device="cpu",
+                                    compute=compute))
     return res.summary
 
 
 @pytest.mark.parametrize("method", ["smie-notemporal", "cadavae"])
-def test_fused_adam_gives_the_plain_adams_results(tmp_path, monkeypatch, method):
-    fast = _run(tmp_path, "fused", method)
-    monkeypatch.setattr("smie.pipeline.zsl.fit.adam", lambda params, **kw: torch.optim.Adam(params, **kw))
-    slow = _run(tmp_path, "plain", method)
-    for key in ("zsl_acc", "zsl_last", "gzsl_h_stacking"):
+def test_fused_adam_gives_the_plain_adams_results(tmp_path, monkeypatch, method, stage_caches):
+    fast = _run(tmp_path, "fused", method, stage_caches)
+    plain = torch.optim.Adam
+    made = []
+    monkeypatch.setattr(torch.optim, "Adam", lambda params, **kw: made.append(kw["fused"]) or plain(params, **kw))
+    slow = _run(tmp_path, "plain", method, stage_caches, Compute(fused_adam=False))
+    assert made and not any(made), "the run did not build the plain Adam"
+    for key in ("zsl", "zsl_last", "h"):
         assert fast[key]["mean"] == pytest.approx(slow[key]["mean"], abs=0.02), key
 
 
 @pytest.mark.slow  # a whole compare grid twice (~70 s on 2 busy cores)
-def test_parallel_grid_gives_the_same_numbers_as_one_process(tmp_path):
+def test_parallel_grid_gives_the_same_numbers_as_one_process(tmp_path, stage_caches):
     from smie.pipeline.zsl.compare import CompareConfig, compare
-    from tests.test_baselines import write_caches
 
     folds = []
     for i, unseen in enumerate(((0, 1, 2, 3), (4, 5, 6, 7))):
         d = tmp_path / f"fold{i}"
         d.mkdir()
-        folds.append(write_caches(d, seed=i, split_unseen=unseen))
+        folds.append(stage_caches(d, seed=i, split_unseen=unseen))
     tables = []
     for jobs in (1, 2):
         cfg = CompareConfig(tuple(v for v, _ in folds), folds[0][1], tmp_path / f"cmp{jobs}",
@@ -280,24 +280,27 @@ def test_parallel_grid_gives_the_same_numbers_as_one_process(tmp_path):
 def test_onednn_linear_is_nn_linear(monkeypatch):
     """smie's Linear: nn.Linear's parameters and init; on CPU float32 above MIN_MACS its products (forward,
     backward and double backward, ReViSE's case) go through oneDNN and agree with torch's to float rounding."""
-    from smie.pipeline.zsl import linear as L
+    from smie.pipeline.zsl import compute as L
 
-    monkeypatch.delenv("SMIE_MATMUL", raising=False)
     torch.manual_seed(0)
     ours = L.Linear(256, 512)
     torch.manual_seed(0)
     plain = nn.Linear(256, 512)
     assert torch.equal(ours.weight, plain.weight) and torch.equal(ours.bias, plain.bias)
     assert ours.state_dict().keys() == plain.state_dict().keys()
-    assert L.backend() == "onednn", "the oneDNN kernel is in every x86 CPU build of torch"
+    assert L.kernel_works(), "the oneDNN kernel is in every x86 CPU build of torch"
+    forced = Compute(matmul="onednn")
+    assert L.matmul_backend(forced) == "onednn"
+    assert L.matmul_backend(Compute()) == ("onednn" if L.has_avx512() else "torch")
     x = torch.randn(3, 32, 256, requires_grad=True)  # 96 x 256 x 512 multiply-adds, above MIN_MACS
     calls, kernel = [], L._kernel()
     monkeypatch.setattr(L, "_kernel", lambda: lambda *a: calls.append(1) or kernel(*a))
     results = []
     for layer in (ours, plain):
-        y = layer(x)
-        grads = torch.autograd.grad(y.pow(2).sum(), (x, layer.weight, layer.bias), create_graph=True)
-        second = torch.autograd.grad(sum(g.pow(2).sum() for g in grads), (x, layer.weight))
+        with using(forced):
+            y = layer(x)
+            grads = torch.autograd.grad(y.pow(2).sum(), (x, layer.weight, layer.bias), create_graph=True)
+            second = torch.autograd.grad(sum(g.pow(2).sum() for g in grads), (x, layer.weight))
         results.append((y, *grads, *second))
     assert len(calls) >= 5, "the oneDNN path did not run forward, backward and double backward"
     for a, b in zip(*results):
@@ -305,27 +308,30 @@ def test_onednn_linear_is_nn_linear(monkeypatch):
 
 
 def test_onednn_linear_falls_back(monkeypatch):
-    """Small products, float64, column slices (copied to a dense layout) and SMIE_MATMUL=torch."""
-    from smie.pipeline.zsl import linear as L
+    """Small products, float64, column slices (copied to a dense layout) and compute matmul 'torch'; a bad value
+    of any switch is the same user error."""
+    from smie.features.store import SmieError
+    from smie.pipeline.zsl import compute as L
 
     w = torch.randn(512, 600)[:, :256]
     x = torch.randn(64, 256)
-    torch.testing.assert_close(L.linear(x, w), x @ w.T, atol=1e-3, rtol=1e-4)
-    torch.testing.assert_close(L.mm(x.double(), w.T.double()), x.double() @ w.T.double())
-    monkeypatch.setattr(L, "_OneDNNLinear", None)  # any use of the oneDNN path would now fail
-    L.linear(torch.randn(4, 8), torch.randn(3, 8))
-    monkeypatch.setenv("SMIE_MATMUL", "torch")
-    assert L.backend() == "torch"
-    torch.testing.assert_close(L.linear(x, w), x @ w.T)
-    monkeypatch.setenv("SMIE_MATMUL", "fast")
-    with pytest.raises(ValueError, match="SMIE_MATMUL"):
-        L.backend()
+    with using(Compute(matmul="onednn")):
+        torch.testing.assert_close(L.linear(x, w), x @ w.T, atol=1e-3, rtol=1e-4)
+        torch.testing.assert_close(L.mm(x.double(), w.T.double()), x.double() @ w.T.double())
+        monkeypatch.setattr(L, "_OneDNNLinear", None)  # any use of the oneDNN path would now fail
+        L.linear(torch.randn(4, 8), torch.randn(3, 8))
+    with using(Compute(matmul="torch")):
+        assert L.matmul_backend() == "torch"
+        torch.testing.assert_close(L.linear(x, w), x @ w.T)
+    for switch, value in (("matmul", "fast"), ("heap", "huge"), ("layer_norm", "quick")):
+        with pytest.raises(SmieError, match=f"compute {switch} must be one of"):
+            Compute(**{switch: value})
 
 
 def test_concat_linear_is_an_nn_linear_on_the_concatenation():
     """SMIE's first layer keeps its weight as two column blocks: same init, same state_dict (loadable both
     ways), same function as nn.Linear on concat(a, b)."""
-    from smie.pipeline.zsl.linear import ConcatLinear
+    from smie.pipeline.zsl.compute import ConcatLinear
 
     torch.manual_seed(0)
     ours = ConcatLinear(6, 10, 8)
@@ -341,10 +347,45 @@ def test_concat_linear_is_an_nn_linear_on_the_concatenation():
     torch.testing.assert_close(ours.weight, other.weight.detach(), rtol=0, atol=0)
     plain.load_state_dict(ours.state_dict())
     torch.testing.assert_close(plain.weight, other.weight, rtol=0, atol=0)
+    with using(Compute(split_first_layer=False)):
+        torch.manual_seed(0)
+        joined = ConcatLinear(6, 10, 8)
+    torch.manual_seed(0)
+    fresh = nn.Linear(16, 8)
+    assert list(joined.state_dict()) == ["weight", "bias"]
+    torch.testing.assert_close(joined.state_dict()["weight"], state["weight"], rtol=0, atol=0)
+    torch.testing.assert_close(joined(torch.cat((a, b), 1)), fresh(torch.cat((a, b), 1)))
+    joined.load_state_dict(other.state_dict())
+    torch.testing.assert_close(joined.weight, other.weight.detach(), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("switch", [dict(split_first_layer=False), dict(layer_norm="torch"), dict(matmul="onednn"),
+                                    dict(matmul="torch"), dict(fused_adam=False)])
+def test_every_speed_path_trains_smie_to_the_same_weights(switch, world):
+    """SMIE trained for a few epochs with every speed path on, and with one switched off: the same weights and
+    losses to float rounding."""
+    from smie.pipeline.zsl.fit import FitOptions, train_method
+    from smie.pipeline.zsl.method import TrainSet
+
+    sem, feats, masked, labels = world(0, D=64, E=32, per=20)
+    train = TrainSet(feats, masked, labels, sem)
+    results = []
+    for compute in (Compute(), Compute(**switch)):
+        with using(compute):
+            torch.manual_seed(0)
+            model = SMIEEstimator(64, 32, SMIEParams(hidden=(256, 128)))
+            losses = train_method(model, train, FitOptions(epochs=3, batch_size=128, lr=1e-3, warmup=1, seed=0))
+        results.append((losses, model.state_dict()))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-4, abs=1e-5)
+    for key, value in results[0][1].items():
+        torch.testing.assert_close(results[1][1][key], value, atol=1e-4, rtol=1e-3)
 
 
 def test_grid_queues_the_longest_runs_first():
-    from smie.pipeline.zsl.grid import longest_first
+    from smie.pipeline.registry import METHODS
+    from smie.pipeline.zsl.grid import RUN_SECONDS, longest_first
+
+    assert set(RUN_SECONDS) <= set(METHODS), "RUN_SECONDS is keyed by registered method names"
 
     items = [("devise", "f0"), ("cadavae", "f0"), ("smie-fusion", "f0"), ("devise", "f1"), ("cadavae", "f1")]
     assert longest_first(items) == [2, 1, 4, 0, 3]
@@ -352,10 +393,10 @@ def test_grid_queues_the_longest_runs_first():
 
 HEAP_CHILD = """
 import resource, sys, torch
-from smie.pipeline.zsl.heap import heap_mode, keep_freed_memory
+from smie.pipeline.zsl.compute import Compute, apply_heap, heap_mode
 from smie.pipeline.zsl.estimator import SMIEEstimator
 assert heap_mode() == "system"
-mode = keep_freed_memory()
+mode = apply_heap(Compute(heap=sys.argv[1]))
 m = SMIEEstimator(256, 768)
 x, s = torch.randn(128, 256), torch.randn(10, 768)
 faults = []
@@ -372,11 +413,10 @@ print(mode, sorted(faults[5:])[10], faults)
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_kept_heap_takes_no_page_faults_per_step():
     """With the heap kept, a scoring pass (5 MB of temporaries) reuses freed memory instead of faulting in fresh
-    pages (glibc's defaults: ~2,500 faults per pass here); ``SMIE_HEAP=system`` leaves glibc alone and a bad value
+    pages (glibc's defaults: ~2,500 faults per pass here); ``heap="system"`` leaves glibc alone and a bad value
     is refused."""
     def child(value):
-        env = dict(os.environ, SMIE_HEAP=value)
-        return subprocess.run([sys.executable, "-c", HEAP_CHILD], env=env, capture_output=True, text=True,
+        return subprocess.run([sys.executable, "-c", HEAP_CHILD, value], capture_output=True, text=True,
                               timeout=120)
 
     kept = child("keep")
@@ -387,4 +427,4 @@ def test_kept_heap_takes_no_page_faults_per_step():
     assert system.returncode == 0, system.stderr
     assert system.stdout.split()[0] == "system"
     bad = child("huge")
-    assert bad.returncode != 0 and "SMIE_HEAP must be one of keep, system" in bad.stderr
+    assert bad.returncode != 0 and "compute heap must be one of keep, system" in bad.stderr

@@ -8,43 +8,22 @@ import json
 import numpy as np
 import pytest
 
-from smie.features.skeletons import SkeletonSet, write_skeletons
 from smie.features.store import CacheError, SmieError
-from smie.features.text import TextCache, TextKind, write_text
 from smie.features.visual import attach_validation, read_visual, read_visual_header
 from smie.pipeline.data.splits import resolve_split
 from smie.pipeline.visual.extract import ExtractConfig, extract_visual
 from smie.pipeline.visual.pretrain import PretrainConfig, pretrain_backbone
 from smie.pipeline.zsl.experiment import FitConfig, fit_estimator
 
-K, PER, T, V, M = 8, 8, 12, 20, 1
-SPLIT = "random:2:seed=0"
+K = 8  # classes of conftest.write_skeletons_and_text
+SPLIT = "random:2:seed=0"  # conftest.SKELETON_SPLIT
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def write_skeletons_and_text(d):
-    """A tiny seeded skeleton cache (K classes, kinect-v1-20) and a matching text cache under ``d``."""
-    rng = np.random.default_rng(0)
-    labels = np.repeat(np.arange(K), PER)
-    data = rng.normal(size=(K * PER, 3, T, V, M)).astype(np.float32)
-    data[:, 0] += labels[:, None, None, None] * 0.3
-    sset = SkeletonSet(data=data, labels=labels, lengths=np.full(K * PER, T, np.int32),
-                       sample_ids=tuple(f"s{i:03d}" for i in range(K * PER)),
-                       class_names=tuple(f"class {k}" for k in range(K)), layout="kinect-v1-20",
-                       dataset="synthetic", meta={})
-    write_skeletons(d / "sk.h5", sset, {"test": True})
-    emb = rng.normal(size=(K, 1, 16)).astype(np.float32)
-    emb /= np.linalg.norm(emb, axis=-1, keepdims=True)
-    kind = TextKind(emb, tuple((n,) for n in sset.class_names), np.ones(K, np.int32))
-    write_text(d / "text.h5", TextCache(sset.class_names, np.arange(K), {"label": kind}, "test", "test", "0" * 64, 16),
-               {"test": True})
-    return d / "sk.h5", d / "text.h5"
-
-
 @pytest.fixture(scope="module")
-def fold(tmp_path_factory, one_thread):
+def fold(tmp_path_factory, one_thread, skeletons_and_text):
     d = tmp_path_factory.mktemp("valproto")
-    write_skeletons_and_text(d)
+    skeletons_and_text(d)
     base = dict(skeletons=d / "sk.h5", split=SPLIT, epochs=1, batch_size=8, val_fraction=0.25, device="cpu",
                 progress=False)
     pretrain_backbone(PretrainConfig(out=d / "main.pt", **base))

@@ -35,9 +35,10 @@ PROTOCOLS = {"honest": "validation", "optimistic": "main"}
 @dataclass(frozen=True)
 class BenchmarkConfig:
     """``folds`` None = 10 for data sets under 30 classes, else 5; ``unseen`` None = a quarter of the classes;
-    ``methods`` names of ``METHODS`` or ``all``; ``text`` an existing text cache (else labels, with
-    ``descriptions``, are embedded with ``encoder``); ``epochs_scale`` multiplies each method's default
-    epochs."""
+    ``methods`` registered method names (:data:`smie.pipeline.registry.METHODS`) or ``all``; ``text`` an
+    existing text cache (else labels, with ``descriptions``, are embedded with ``encoder``); ``epochs_scale``
+    multiplies each method's default epochs. Stage two runs with the default speed paths; the heap is left to
+    glibc, since this process runs stage one too (docs/performance.md)."""
 
     skeletons: Path
     out: Path
@@ -78,8 +79,8 @@ def _fold(cfg: BenchmarkConfig, f: int, unseen: int, text: Path, methods: list[s
     from smie.pipeline.visual.extract import ExtractConfig, extract_visual
     from smie.pipeline.visual.pretrain import PretrainConfig, pretrain_backbone, resume_path
     from smie.pipeline.zsl.baselines.run import BaselineConfig, fit_splits
-    from smie.pipeline.zsl.grid import METRICS
-    from smie.pipeline.zsl.report import metric
+    from smie.pipeline.zsl.results import row
+    from smie.pipeline.zsl.runner import CacheStore
 
     d = Path(cfg.out) / f"fold{f}"
     d.mkdir(parents=True, exist_ok=True)
@@ -100,7 +101,7 @@ def _fold(cfg: BenchmarkConfig, f: int, unseen: int, text: Path, methods: list[s
         _stage(times, stages, "extract-visual", extract_visual, ExtractConfig(
             skeletons=cfg.skeletons, backbone=d / "main.pt", validation_backbone=d / "val.pt", out=visual,
             views=cfg.views, keyframes=cfg.keyframes, random_drop=cfg.random_drop, device=cfg.device, seed=f))
-    rows = []
+    rows, caches = [], CacheStore()
     for protocol in cfg.protocols:
         for method in methods:
             for seed in range(cfg.seeds):
@@ -109,11 +110,11 @@ def _fold(cfg: BenchmarkConfig, f: int, unseen: int, text: Path, methods: list[s
                     log(f"fold {f}: {protocol} {method} seed {seed}")
                     _stage(times, stages, f"{protocol}/{method}/seed{seed}", fit_splits, BaselineConfig(
                         method, visual, text, run, kinds=cfg.kinds, gzsl=True, device=cfg.device, seed=seed,
-                        val_features=PROTOCOLS[protocol]), cfg.epochs_scale)
+                        val_features=PROTOCOLS[protocol]), cfg.epochs_scale, caches)
                 m = json.loads((run / "metrics.json").read_text())
                 rows.append(dict(protocol=protocol, method=method, split=split, seed=seed,
                                  seconds=times.get(f"{protocol}/{method}/seed{seed}", float("nan")),
-                                 **{k: float(metric(m, p)) for k, p in METRICS}))
+                                 **row(m)))
     return rows
 
 

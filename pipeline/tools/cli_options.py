@@ -21,6 +21,8 @@ from typing import Any, Callable, Iterable
 
 import click
 
+from smie.pipeline.registry import DATASETS, names  # data only: no torch
+
 
 class Real(click.FloatRange):
     """``click.FloatRange`` that also refuses NaN and +-inf (a NaN passes every bound of a plain FloatRange)."""
@@ -114,6 +116,7 @@ LR = Real(0, 10, min_open=True)
 SCALE = Real(0, 100, min_open=True)              # a multiplier of a default (epochs)
 NONNEG = Real(0, 1e6)                            # margins, weights, noise
 DEVICE = Device()
+
 DEVICE_HELP = "torch device: auto (CUDA when present, else CPU), cpu, cuda, cuda:1 ..."
 CENTERS = click.Choice(["first", "frame", "none"])
 
@@ -153,9 +156,16 @@ stats_options = options(
     click.option("--reference", default=None, help="Method the others are tested against (default: best mean)."),
     click.option("--test", default="wilcoxon", type=click.Choice(["wilcoxon", "bootstrap"]), show_default=True,
                  help="Paired test over folds x seeds (exact Wilcoxon signed-rank or paired bootstrap)."))
+compute_options = options(  # stage two's speed paths (smie.pipeline.zsl.compute); --compute-* become a Compute
+    click.option("--cpu-matmul", "compute_matmul", type=click.Choice(["auto", "onednn", "torch"]), default="auto", show_default=True, envvar="SMIE_MATMUL",
+                 show_envvar=True, help="CPU float32 products: auto (oneDNN's kernel on an AVX-512 CPU, else torch's "
+                 "own), onednn or torch. Changes no number beyond float rounding."),
+    click.option("--heap", "compute_heap", type=click.Choice(["keep", "system"]), default="keep", show_default=True, envvar="SMIE_HEAP", show_envvar=True,
+                 help="keep: this process reuses the memory stage two frees (glibc mallopt, set once here) instead "
+                      "of faulting in fresh pages at every step; system: leave glibc's allocator alone."))
 class_source = options(  # the three ways to name the classes: a skeleton cache, a data set name, or a class file
     click.option("--skeletons", type=InFile, help="Take the classes from a skeleton cache."),
-    click.option("--dataset", type=click.Choice(["ntu60", "ntu120", "pku51", "msr"]), help="Built-in class table."),
+    click.option("--dataset", type=click.Choice(names(DATASETS)), help="Built-in class table."),
     click.option("--classes", "classes_file", type=InFile, help="Class file: one name per line."))
 
 
@@ -190,6 +200,17 @@ def fractions_leave_training(params: dict) -> str | None:
 
 def comma_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
     return tuple(value.split(","))
+
+
+def compute_config(kw: dict) -> Any:
+    """Pop ``--cpu-matmul``/``--heap`` from a stage-two command's keywords into the run's
+    :class:`~smie.pipeline.zsl.compute.Compute` (a bad value is a ``SmieError``, as for every switch), and set the
+    heap of this process: the command is its entry point."""
+    from smie.pipeline.zsl.compute import Compute, apply_heap
+
+    compute = Compute(matmul=kw.pop("compute_matmul"), heap=kw.pop("compute_heap"))
+    apply_heap(compute)
+    return compute
 
 
 def done(message: str, path: Any) -> None:

@@ -10,11 +10,13 @@ from typing import Any
 
 import click
 
+from smie.pipeline.registry import ARCHS, DATASETS, METHODS, names
+
 from smie.pipeline.tools.cli_options import (
-    CENTERS, COUNT, DROP, FRAMES, PROCESSES, SCALE, ExistingPath, InDir, InFile, OutDir, OutFile, Real,
-    batch_size_option, combine_option, comma_list, device_option, done, epochs_option, kinds_option,
-    no_resume_option, options, out_option, seed_option, skeletons_option, splits_option, stats_options,
-    text_option, val_features_option, visual_option,
+    CENTERS, COUNT, DROP, FRAMES, PROCESSES, SCALE, ExistingPath, InDir, InFile, OutDir, OutFile, PathArg, Real,
+    batch_size_option, combine_option, comma_list, compute_config, compute_options, device_option, done,
+    epochs_option, kinds_option, no_resume_option, options, out_option, seed_option, skeletons_option,
+    splits_option, stats_options, text_option, val_features_option, visual_option,
 )
 
 
@@ -28,7 +30,7 @@ def inspect(path: Path) -> None:
 
 
 @click.command()
-@click.option("--dataset", default=None, help="Only splits for this data set (ntu60, ntu120, pku51, msr).")
+@click.option("--dataset", default=None, help=f"Only splits for this data set ({', '.join(names(DATASETS))}).")
 def splits(dataset: str | None) -> None:
     """List the registered splits with their seen and unseen class names."""
     from smie.pipeline.data.splits import describe_splits
@@ -73,7 +75,7 @@ def predict(as_json: bool, **kw: Any) -> None:
 @visual_option(help="Visual cache; one per fold when comparing over a fold set (same order as --split).", multiple=True)
 @options(text_option(), out_option(type=OutDir, help="Directory for the table, CSV and chart."))
 @click.option("--methods", default="all", show_default=True, callback=comma_list,
-              help="Comma list of methods, or all.")
+              help=f"Comma list of methods ({', '.join(names(METHODS))}), or all.")
 @splits_option(help="Splits or fold sets (default: each cache's own).")
 @click.option("--seeds", type=click.IntRange(1, 1000), default=1, show_default=True, help="Seeds per method and split.")
 @kinds_option()
@@ -84,11 +86,13 @@ def predict(as_json: bool, **kw: Any) -> None:
 @click.option("--jobs", type=PROCESSES, default=None,
               help="Runs in parallel, one process and torch thread each (default: the CPU cores; 1 on a GPU). "
                    "Results do not depend on it.")
+@compute_options
 def compare(no_gzsl: bool, no_resume: bool, **kw: Any) -> None:
     """Run every method on identical cached inputs and write a paper-style comparison table (resumable)."""
     from smie.pipeline.zsl.compare import CompareConfig, compare as run
 
-    done("comparison written", run(CompareConfig(gzsl=not no_gzsl, resume=not no_resume, **kw)))
+    compute = compute_config(kw)
+    done("comparison written", run(CompareConfig(gzsl=not no_gzsl, resume=not no_resume, compute=compute, **kw)))
 
 
 @click.command()
@@ -98,7 +102,8 @@ def compare(no_gzsl: bool, no_resume: bool, **kw: Any) -> None:
               help="Seeded folds random:U:seed=0..K-1 (default 10 under 30 classes, else 5).")
 @click.option("--unseen", type=click.IntRange(1, 100_000), default=None,
               help="Unseen classes per fold (default: a quarter).")
-@click.option("--methods", default="all", show_default=True, callback=comma_list, help="Comma list, or all.")
+@click.option("--methods", default="all", show_default=True, callback=comma_list,
+              help=f"Comma list of methods ({', '.join(names(METHODS))}), or all.")
 @click.option("--seeds", type=click.IntRange(1, 1000), default=1, show_default=True,
               help="Stage-two seeds per fold and method.")
 @click.option("--protocol", "protocols", multiple=True, default=("honest", "optimistic"), show_default=True,
@@ -106,7 +111,7 @@ def compare(no_gzsl: bool, no_resume: bool, **kw: Any) -> None:
 @click.option("--text", type=InFile, default=None, help="Text cache (default: embed the classes here).")
 @click.option("--descriptions", multiple=True, type=InFile, help="Description JSONL to embed; repeatable.")
 @options(kinds_option(), click.option("--encoder", default="minilm", show_default=True))
-@click.option("--arch", default="stgcn", type=click.Choice(["stgcn", "shiftgcn"]), show_default=True)
+@click.option("--arch", default="stgcn", type=click.Choice(names(ARCHS)), show_default=True)
 @click.option("--backbone-epochs", type=click.IntRange(1, 100_000), default=30, show_default=True)
 @options(batch_size_option(default=16, help="Backbone batch size."),
          click.option("--views", type=click.IntRange(1, 1024), default=2, show_default=True),

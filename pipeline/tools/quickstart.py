@@ -110,9 +110,10 @@ def _run_stages(stages, workdir: Path, state: dict, fps: dict, ran: set, bar, ec
 
 def _check_baseline(name: str) -> None:
     """Fail before any training if the baseline is unknown or needs description kinds quickstart does not make."""
-    from smie.pipeline.zsl.baselines import METHODS
+    from smie.pipeline.registry import METHODS
+    from smie.pipeline.zsl.spec import method_spec
 
-    usable = sorted(m for m, cls in METHODS.items() if set(getattr(cls, "default_kinds", ("label",))) <= {"label"})
+    usable = sorted(m for m in METHODS if set(method_spec(m).kinds) <= {"label"})
     if name not in usable:
         why = "is unknown" if name not in METHODS else "needs LLM descriptions (run its stages by hand)"
         raise SmieError(f"baseline {name!r} {why}; quickstart can run: {', '.join(usable)}")

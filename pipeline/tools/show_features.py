@@ -90,7 +90,7 @@ def show_features(cfg: ShowFeaturesConfig) -> Path:
     if cfg.method not in METHODS:
         raise SmieError(f"unknown method {cfg.method!r}; choose one of {', '.join(METHODS)}")
     if cfg.text is not None:
-        from smie.pipeline.zsl.experiment import load_caches
+        from smie.pipeline.zsl.runner import load_caches
 
         vc, _, sem = load_caches(Path(cfg.visual), Path(cfg.text), cfg.kinds, cfg.combine)
     else:

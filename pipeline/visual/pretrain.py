@@ -13,7 +13,7 @@ faithful recipe); selection uses held-out ``seen_val`` samples where SMIE select
 classifier spans only the seen classes (SMIE's spans all 60/120/51, the unseen ones never getting a positive).
 
 With ``validation=True`` it trains the split's *validation backbone*: the same recipe and the same sample
-partition, on the classes ``seen \ val_unseen`` only. Its features are what stage two selects epochs and
+partition, on the classes ``seen minus val_unseen`` only. Its features are what stage two selects epochs and
 settings on (the ``val_unseen`` classes then play unseen classes the backbone never learnt, as the real unseen
 classes do at test time; SynSE's ``shift_val_*`` features follow the same protocol). :func:`_check_allowed`
 raises if a sample of ``val_unseen`` or of an unseen class ever reaches its training or selection.

@@ -36,14 +36,16 @@ from pathlib import Path
 import numpy as np
 
 from smie.features.store import SmieError, atomic_path, file_sha256, to_json
-from smie.pipeline.zsl.grid import METRICS, grid_jobs, run_grid
-
+from smie.pipeline.zsl.compute import Compute
+from smie.pipeline.zsl.grid import grid_jobs, run_grid
+from smie.pipeline.zsl.results import COLUMNS
 
 
 @dataclass(frozen=True)
 class CompareConfig:
-    """``visual`` one cache or several (one per fold); ``methods`` names of ``METHODS`` or ``all``;
-    ``epochs_scale`` multiplies every method's default number of epochs (a quick look: 0.2)."""
+    """``visual`` one cache or several (one per fold); ``methods`` registered method names or ``all``;
+    ``epochs_scale`` multiplies every method's default number of epochs (a quick look: 0.2); ``compute``: the
+    runs' CPU speed paths (each worker process sets its heap from it)."""
 
     visual: Path | tuple[Path, ...]
     text: Path
@@ -61,16 +63,19 @@ class CompareConfig:
     val_features: str = "auto"
     resume: bool = True
     jobs: int | None = None
+    compute: Compute = Compute()
 
 
 def compare_key(cfg: CompareConfig, visuals: list[Path]) -> str:
     """What the runs depend on: the settings that reach a run, and the bytes of every cache."""
-    settings = {k: v for k, v in json.loads(to_json(cfg)).items() if k not in ("out", "reference", "test", "resume", "jobs")}
+    settings = {k: v for k, v in json.loads(to_json(cfg)).items()
+                if k not in ("out", "reference", "test", "resume", "jobs", "compute")}
     return hashlib.sha256(to_json([settings, [file_sha256(v) for v in [*visuals, cfg.text]]]).encode()).hexdigest()
 
 
 def resolve_methods(names) -> list[str]:
-    from smie.pipeline.zsl.baselines import METHODS
+    """``names`` (or every registered method for ``all``), each checked against the registry."""
+    from smie.pipeline.registry import METHODS
 
     out = list(METHODS) if "all" in names else list(names)
     bad = [m for m in out if m not in METHODS]
@@ -83,7 +88,7 @@ def pair_caches(visuals: list[Path], specs: tuple[str, ...]) -> list[tuple[Path,
     """(visual cache, split spec or None for the cache's own split, Split) triples by the module docstring's rule."""
     from smie.features.visual import read_visual_header
     from smie.pipeline.data.splits import resolve_splits
-    from smie.pipeline.zsl.experiment import cache_split
+    from smie.pipeline.zsl.runner import cache_split
 
     heads = [read_visual_header(v) for v in visuals]
     own = [cache_split(h) for h in heads]
@@ -146,7 +151,7 @@ def compare(cfg: CompareConfig) -> Path:
     rows = sorted((dict(res, seconds=times.get(res.pop("run"), float("nan"))) for res in done if "note" not in res),
                   key=lambda r: (order[r["method"]], [s.id for _, _, s in pairs].index(r["split"]), r["seed"]))
     runs = pd.DataFrame(rows, columns=["method", "split", "seed", "seconds", "kinds", "epochs"] +
-                        [k for k, _ in METRICS])
+                        [c.name for c in COLUMNS])
     table = summary_table(runs, methods, [s.id for _, _, s in pairs], notes, cfg.gzsl)
     with atomic_path(out / "runs.csv") as tmp:
         runs.to_csv(tmp, index=False)

@@ -231,10 +231,12 @@ def msf_gate_predict(p_unseen: np.ndarray, p_seen: np.ndarray, unseen_cols, seen
                     np.asarray(unseen_cols)[np.argmax(p_unseen, axis=1)])
 
 
-def select_epoch(curve: list[float], warmup: int = 0) -> int:
-    """Index of the best value, counting only epochs from index ``warmup`` on when there are any (the
-    protocol passes the first post-warm-up epoch); ties go to the earliest epoch."""
+def select_epoch(curve: list[float], first_eligible: int = 0) -> int:
+    """Index of the best value, counting only epochs from index ``first_eligible`` on when there are any (the
+    protocol passes :meth:`~smie.pipeline.zsl.fit.FitOptions.first_eligible`); NaN (an epoch not evaluated) never
+    wins; ties go to the earliest epoch. The one selection rule: the protocol's kept state, the selected epoch
+    and the oracle all come from it."""
     values = np.asarray(curve, dtype=np.float64)
-    start = warmup if warmup < len(values) else 0
+    start = first_eligible if first_eligible < len(values) else 0
     window = np.where(np.isnan(values[start:]), -np.inf, values[start:])
     return int(start + np.argmax(window))

@@ -1,83 +1,100 @@
 """Stage two: the training loop shared by SMIE and every baseline (``smie fit-estimator`` is in
 :mod:`smie.pipeline.zsl.experiment`).
 
-A stage-two method is an ``nn.Module`` with ``loss(batch) -> scalar``, ``finalize(train, class_sem)`` and
-``scores(visual (N, D), class_sem (K, E)) -> (N, K)`` (docs/architecture.md). :func:`train_method` trains any such
-module from cached tensors: no DataLoader, the whole cache sits on the device, one seeded generator draws the
-batch order and the masked view of each sample, so a CPU run is bit-for-bit repeatable.
+:func:`train_method` trains any :class:`~smie.pipeline.zsl.method.Method` from cached tensors: no DataLoader, the
+whole cache sits on the device, one seeded generator draws the batch order and the masked view of each sample,
+so a CPU run is bit-for-bit repeatable.
 
-The learning-rate schedule (``FitOptions.schedule``) is set once per epoch. ``cosine`` (default) is the official
-SMIE one (``procedure.py: adjust_learning_rate``): ``lr * e / warmup`` for ``e < warmup`` (so epoch 0 runs at
-lr 0, as in the code), then ``lr * (1 + cos(pi * (e - warmup) / (epochs - warmup))) / 2``. ``constant`` keeps
-the same warm-up, then the base lr: the generative baselines' codes (CADA-VAE, SynSE, MSF) use no scheduler.
+The loop counts optimiser steps. :class:`FitOptions` (from a method's spec) states the run; :meth:`FitOptions.plan`
+resolves it, for a training set of N samples, into a :class:`StepPlan`: the number of steps, the steps of one
+*unit* (an epoch: one pass over the data in shuffled batches, the last one smaller, ``ceil(N / B)`` steps; or,
+with ``cycle_steps``, a cycle: that many steps on full batches taken in turn from fresh random permutations, a
+short tail dropped), the learning-rate factor of every step, and the steps after which the model is evaluated.
 
-An epoch is one pass over the training set in shuffled batches (the last one smaller), unless
-``FitOptions.epoch_steps`` is set: then an epoch is exactly that many optimiser steps on full batches taken in
-turn from fresh random permutations (a short tail is dropped). The cycle-scheduled baselines run one epoch per
-cycle this way, so they stop after exactly ``cycles x cycle_length`` steps and are evaluated at cycle ends.
+The factor is the official SMIE schedule (``procedure.py: adjust_learning_rate``), counted in units and set when a
+unit starts: ``lr * u / warmup`` for unit ``u < warmup`` (so unit 0 runs at lr 0, as in the code), then ``cosine``
+``lr * (1 + cos(pi * (u - warmup) / (units - warmup))) / 2`` or ``constant`` (the generative baselines' codes use no
+scheduler). Losses are reported per unit.
 """
 from __future__ import annotations
 
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
-from torch import nn
 
 from smie.features.store import SmieError
 from smie.pipeline.device import resolve_device
-from smie.pipeline.zsl.heap import keep_freed_memory
+from smie.pipeline.zsl.method import Batch, Method, TrainSet
+from smie.pipeline.zsl.spec import SCHEDULES, SELECTABLE
 
 
-@dataclass
-class Batch:
-    """One training step's input. visual (B, D); masked (B, D) one masked view per sample, or None;
-    labels (B,) int64 rows of ``class_sem``; class_sem (Kt, E) semantics of the training classes."""
-
-    visual: torch.Tensor
-    masked: torch.Tensor | None
-    labels: torch.Tensor
-    class_sem: torch.Tensor
-
-
-@dataclass
-class TrainSet:
-    """Training samples of one experiment. visual (N, D); masked (N, Vw, D) or None; labels (N,) int64 rows of
-    ``class_sem`` (Kt, E); class_ids (Kt,) the classes' indices in the caches' class table."""
-
-    visual: torch.Tensor
-    masked: torch.Tensor | None
-    labels: torch.Tensor
-    class_sem: torch.Tensor
-    class_ids: tuple[int, ...] = ()
-
-    def to(self, device: torch.device) -> "TrainSet":
-        m = None if self.masked is None else self.masked.to(device)
-        return TrainSet(self.visual.to(device), m, self.labels.to(device), self.class_sem.to(device),
-                        self.class_ids)
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FitOptions:
-    """Loop settings; defaults are the official SMIE config (Adam, lr 1e-5, 100 epochs, batch 128, 15 warm-up,
-    cosine decay). ``schedule`` is ``cosine`` or ``constant``; ``epoch_steps`` None = an epoch is one pass over
-    the data, else that many steps (module docstring)."""
+    """One training run, as the spec states it. Defaults are the official SMIE config (Adam, lr 1e-5, 100
+    epochs, batch 128, 15 warm-up epochs, cosine decay).
+
+    ``epochs``: units to run (passes over the data; cycles when ``cycle_steps`` is set); ``warmup``: units of
+    rising rate; ``schedule``: ``cosine`` or ``constant``; ``eval_every``: the model is evaluated after every
+    k-th unit, the last one and ``keep`` (:meth:`plan`); ``selectable``: the units selection may pick,
+    ``after-warmup`` or ``any`` (:meth:`first_eligible`)."""
 
     epochs: int = 100
     batch_size: int = 128
     lr: float = 1e-5
     warmup: int = 15
-    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    cycle_steps: int | None = None
+    eval_every: int = 1
+    selectable: str = "after-warmup"
     seed: int = 0
     device: str = "cpu"
-    schedule: str = "cosine"
-    epoch_steps: int | None = None
+
+    def __post_init__(self):
+        check_schedule(self.schedule)
+        if self.selectable not in SELECTABLE:
+            raise SmieError(f"selectable must be one of {', '.join(SELECTABLE)}, got {self.selectable!r}")
+        if self.cycle_steps is not None and self.cycle_steps < 1:
+            raise SmieError(f"cycle_steps must be >= 1 or None, got {self.cycle_steps}")
+        if self.epochs < 0 or self.batch_size < 1 or self.warmup < 0 or self.eval_every < 1:
+            raise SmieError(f"epochs, batch size, warm-up or evaluation cadence out of range: {self}")
+
+    def first_eligible(self) -> int:
+        """First unit selection may pick: 0 for ``any``; after ``after-warmup`` the unit after the warm-up (the
+        official code keeps only epochs > 15 of its 15-epoch warm-up), or 0 when the run is not longer."""
+        if self.selectable == "any":
+            return 0
+        return self.warmup + 1 if self.warmup + 1 < self.epochs else 0
+
+    def plan(self, n_train: int, keep: int | None = None) -> "StepPlan":
+        """The run in optimiser steps for ``n_train`` training samples; the model is also evaluated after unit
+        ``keep`` (the unit whose state the final phase keeps)."""
+        unit = self.cycle_steps if self.cycle_steps is not None else max(1, math.ceil(n_train / self.batch_size))
+        every = self.eval_every
+        units = [u for u in range(self.epochs) if (u + 1) % every == 0 or u in (self.epochs - 1, keep)]
+        return StepPlan(steps=self.epochs * unit, unit=unit, passes=self.cycle_steps is None,
+                        evaluate=tuple((u + 1) * unit for u in units), options=self)
 
 
-SCHEDULES = ("cosine", "constant")
+@dataclass(frozen=True)
+class StepPlan:
+    """A training run resolved into optimiser steps: ``steps`` in all, ``unit`` steps per unit, ``passes`` (each
+    unit one shuffled pass over the data) or not (full batches from successive permutations), and ``evaluate``:
+    the step counts after which the model is evaluated (unit ``u`` ends after ``(u + 1) * unit`` steps)."""
+
+    steps: int
+    unit: int
+    passes: bool
+    evaluate: tuple[int, ...]
+    options: FitOptions
+
+    def lr_factor(self, step: int) -> float:
+        """Multiplier of the base learning rate at optimiser step ``step`` (0-based)."""
+        o = self.options
+        return lr_factor(step // self.unit, o.epochs, o.warmup, o.schedule)
 
 
 def check_schedule(schedule: str) -> None:
@@ -96,108 +113,95 @@ def lr_factor(epoch: int, epochs: int, warmup: int, schedule: str = "cosine") ->
     return (1 + math.cos(math.pi * (epoch - warmup) / span)) / 2
 
 
-def adam(params, **kwargs) -> torch.optim.Adam:
-    """``torch.optim.Adam`` with its fused kernel (the same update in one pass over each tensor instead of a
-    dozen; a tenth of an SMIE step's time on CPU). Stage-two methods build their optimisers with it."""
-    return torch.optim.Adam(params, fused=True, **kwargs)
-
-
-def _optimizer(model: nn.Module, opts: FitOptions) -> torch.optim.Optimizer:
-    if hasattr(model, "configure_optimizer"):
-        return model.configure_optimizer(opts)
-    return adam(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
-
-
-def train_method(model: nn.Module, trainset: TrainSet, opts: FitOptions,
-                 on_epoch: Callable[[int, nn.Module], None] | None = None,
-                 evaluate_epoch: Callable[[int], bool] | None = None,
+def train_method(model: Method, trainset: TrainSet, opts: FitOptions | StepPlan,
+                 on_evaluate: Callable[[int, Method], None] | None = None,
                  timing: dict[str, float] | None = None) -> list[float]:
-    """Train ``model`` on ``trainset``; return the mean loss of each epoch.
+    """Train ``model`` on ``trainset``; return the mean loss of each unit.
 
-    After an epoch the model's ``finalize`` runs, then ``on_epoch(epoch, model)`` with the model in eval
-    mode under ``no_grad`` (for per-epoch evaluation); with ``evaluate_epoch`` given, only after the epochs it
-    accepts (``finalize`` can cost more than the epoch, and is wasted on an epoch nobody scores). With
-    ``epochs == 0`` only ``finalize`` runs. A method may define ``configure_optimizer(opts)``; the schedule
-    scales each group's own initial lr. ``timing``, when given, accumulates seconds spent in ``steps``,
-    ``finalize`` and ``evaluate`` (``on_epoch``). The process keeps the memory it frees from here on
-    (:mod:`smie.pipeline.zsl.heap`).
+    ``opts`` is a :class:`StepPlan`, or :class:`FitOptions` planned for this training set. After each of the plan's
+    ``evaluate`` steps the model's ``finalize`` runs, then ``on_evaluate(unit, model)`` with the model in eval mode
+    under ``no_grad`` (``finalize`` can cost more than the unit, and is wasted on a unit nobody scores). With
+    no steps only ``finalize`` runs (and ``on_evaluate(-1, model)``). ``timing``, when given, accumulates seconds
+    spent in ``steps``, ``finalize`` and ``evaluate``. The speed paths are the active
+    :class:`~smie.pipeline.zsl.compute.Compute`'s.
     """
-    device = resolve_device(opts.device)
-    check_schedule(opts.schedule)
-    keep_freed_memory()
-    if opts.epoch_steps is not None and opts.epoch_steps < 1:
-        raise SmieError(f"epoch_steps must be >= 1 or None, got {opts.epoch_steps}")
+    plan = opts if isinstance(opts, StepPlan) else opts.plan(len(trainset.labels))
+    o = plan.options
+    device = resolve_device(o.device)
     model.to(device)
     data = trainset.to(device)
     N = data.visual.shape[0]
     if N == 0:
         raise SmieError("no training samples for stage two (check the split and the visual cache partition)")
-    gen = torch.Generator(device="cpu").manual_seed(opts.seed)
+    gen = torch.Generator(device="cpu").manual_seed(o.seed)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = _optimizer(model, opts) if params else None
+    opt = model.optimizer(o.lr) if params else None
     if opt is not None:
         for group in opt.param_groups:
             group.setdefault("initial_lr", group["lr"])
-    losses: list[float] = []
-    stream = _batch_stream(N, opts.batch_size, gen)
+    batches = _passes(N, o.batch_size, gen, device) if plan.passes else _stream(N, o.batch_size, gen)
     views = 0 if data.masked is None else data.masked.shape[1]
     flat_masked = None if data.masked is None else data.masked.reshape(-1, data.masked.shape[-1])
     clock = timing if timing is not None else {}
     for key in ("steps", "finalize", "evaluate"):
         clock.setdefault(key, 0.0)
-    for epoch in range(opts.epochs):
-        started = time.perf_counter()
-        model.train()
-        if opt is not None:
+    evaluate, losses, factor = set(plan.evaluate), [], None
+    total, started = 0.0, time.perf_counter()
+    for step in range(plan.steps):
+        if step % plan.unit == 0:
+            model.train()
+            total, started = 0.0, time.perf_counter()
+        if opt is not None and plan.lr_factor(step) != factor:
+            factor = plan.lr_factor(step)
             for group in opt.param_groups:
-                group["lr"] = group["initial_lr"] * lr_factor(epoch, opts.epochs, opts.warmup, opts.schedule)
-        if opts.epoch_steps is None:
-            order = torch.randperm(N, generator=gen).to(device)
-            batches = (order[start:start + opts.batch_size] for start in range(0, N, opts.batch_size))
-        else:
-            batches = (next(stream) for _ in range(opts.epoch_steps))
-        total, steps = 0.0, 0
-        for idx in batches:
-            idx = idx.to(device)
-            masked = None
-            if data.masked is not None:
-                view = torch.randint(views, (len(idx),), generator=gen).to(device)
-                masked = flat_masked.index_select(0, idx * views + view)
-            loss = model.loss(Batch(data.visual.index_select(0, idx), masked, data.labels.index_select(0, idx),
-                                    data.class_sem))
-            if opt is not None and loss.requires_grad:
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-            total += float(loss.detach())
-            steps += 1
-        losses.append(total / max(1, steps))
-        clock["steps"] += time.perf_counter() - started
-        if evaluate_epoch is None or evaluate_epoch(epoch):
-            _finish_epoch(model, data, epoch, on_epoch, clock)
-    if opts.epochs == 0:
-        _finish_epoch(model, data, -1, on_epoch, clock)
+                group["lr"] = group["initial_lr"] * factor
+        idx = next(batches).to(device)
+        masked = None
+        if data.masked is not None:
+            view = torch.randint(views, (len(idx),), generator=gen).to(device)
+            masked = flat_masked.index_select(0, idx * views + view)
+        loss = model.loss(Batch(data.visual.index_select(0, idx), masked, data.labels.index_select(0, idx),
+                                data.class_sem))
+        if opt is not None and loss.requires_grad:
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        total += float(loss.detach())
+        if (step + 1) % plan.unit == 0:
+            losses.append(total / plan.unit)
+            clock["steps"] += time.perf_counter() - started
+            if step + 1 in evaluate:
+                _finish(model, data, step // plan.unit, on_evaluate, clock)
+    if plan.steps == 0:
+        _finish(model, data, -1, on_evaluate, clock)
     return losses
 
 
-def _batch_stream(N: int, batch_size: int, gen: torch.Generator):
-    """Endless index batches (B,) for ``epoch_steps`` epochs: full batches of each fresh permutation in turn (all N
-    rows when N < B)."""
+def _passes(N: int, batch_size: int, gen: torch.Generator, device) -> Iterator[torch.Tensor]:
+    """Endless index batches (B,): each pass a fresh permutation of the N rows in batches, the last one smaller."""
+    while True:
+        order = torch.randperm(N, generator=gen).to(device)
+        for start in range(0, N, batch_size):
+            yield order[start:start + batch_size]
+
+
+def _stream(N: int, batch_size: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
+    """Endless index batches (B,): full batches of each fresh permutation in turn (all N rows when N < B)."""
     while True:
         order = torch.randperm(N, generator=gen)
         for start in range(0, max(1, N - batch_size + 1), batch_size):
             yield order[start:start + batch_size]
 
 
-def _finish_epoch(model, data: TrainSet, epoch: int, on_epoch, clock: dict[str, float]) -> None:
+def _finish(model, data: TrainSet, unit: int, on_evaluate, clock: dict[str, float]) -> None:
     model.eval()
     with torch.no_grad():
         started = time.perf_counter()
         model.finalize(data, data.class_sem)
         finalized = time.perf_counter()
         clock["finalize"] += finalized - started
-        if on_epoch is not None:
-            on_epoch(epoch, model)
+        if on_evaluate is not None:
+            on_evaluate(unit, model)
         clock["evaluate"] += time.perf_counter() - finalized
 
 

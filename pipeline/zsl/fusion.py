@@ -14,56 +14,69 @@ Departures from SMIE, each a setting or option (``smie fit-baseline smie-fusion 
 - the learning rate is part of the selected setting, from {1e-4, 1e-3}: SMIE's 1e-5 for 100 epochs is a few
   hundred Adam steps on a data set of a few hundred samples, far from convergence (docs/smie-study.md);
   ``--option lr=1e-5`` restores it;
-- ``settings_grid`` (lr x fusion; the temporal constraint stays on, ``--option temporal=False`` turns it off) is
+- its spec's ``settings`` (lr x fusion; the temporal constraint stays on, ``--option temporal=False`` turns it off) is
   selected on the validation classes like every
   setting of the protocol (never on the unseen test set); only the selected setting is retrained for the test.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from types import MappingProxyType
+
 import torch
 from torch import nn
 
 from smie.features.store import SmieError
-from smie.pipeline.zsl.estimator import SMIEEstimator
-from smie.pipeline.zsl.fit import Batch, adam
+from smie.pipeline.zsl.estimator import SMIEEstimator, SMIEParams
+from smie.pipeline.zsl.compute import adam
+from smie.pipeline.zsl.method import Batch, BaseMethod, MethodContext
+from smie.pipeline.zsl.spec import Epochs, MethodSpec
 
 FUSIONS = ("label", "critics")
 
 
-class SMIEFusion(nn.Module):
+@dataclass(frozen=True)
+class FusionParams:
+    """``n_kinds`` kinds of one width in the class semantics (the run's number of kinds); ``fusion``: ``critics``
+    (one per kind) or ``label`` (the first kind only: plain SMIE); ``lr``: Adam's base rate (part of the selected
+    setting); the rest are each critic's :class:`~smie.pipeline.zsl.estimator.SMIEParams`."""
+
+    n_kinds: int = 3
+    fusion: str = "critics"
+    lr: float = 1e-4
+    hidden: tuple[int, int] = (1024, 512)
+    alpha: float = 0.1
+    lam: float = 0.5
+    temporal: bool = True
+    negatives: str = "roll-diff-class"
+
+    def __post_init__(self):
+        if self.fusion not in FUSIONS:
+            raise SmieError(f"smie-fusion option fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+
+
+class SMIEFusion(BaseMethod):
     """Per-kind SMIE critics over visual features (D) and ``n_kinds`` concatenated semantics (sem_dim)."""
 
-    default_lr = 1e-4
-    default_epochs = 100
-    uses_masked = True
-    default_kinds = ("label", "action", "motion")
-    kinds_if_available = True  # the description kinds the text cache lacks are left out (label alone = SMIE)
-    settings_grid = tuple(dict(lr=lr, fusion=fusion) for lr in (1e-4, 1e-3) for fusion in FUSIONS)
-    sweep_test = False
-
-    def __init__(self, visual_dim: int, sem_dim: int, n_kinds: int = 3, fusion: str = "critics", lr: float = 1e-4,
-                 hidden: tuple[int, int] = (1024, 512), alpha: float = 0.1, lam: float = 0.5, temporal: bool = True,
-                 negatives: str = "roll-diff-class"):
-        super().__init__()
-        if fusion not in FUSIONS:
-            raise SmieError(f"smie-fusion option fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
-        if n_kinds < 1 or sem_dim % n_kinds:
-            raise SmieError(f"smie-fusion: semantic width {sem_dim} is not {n_kinds} kinds of one width")
-        self.kind_dim = sem_dim // n_kinds
-        self.kinds = (0,) if fusion == "label" else tuple(range(n_kinds))
-        self.lr, self.temporal = float(lr), bool(temporal)
-        self.config = dict(visual_dim=int(visual_dim), sem_dim=int(sem_dim), n_kinds=int(n_kinds), fusion=fusion,
-                           lr=float(lr), hidden=tuple(int(h) for h in hidden), alpha=float(alpha), lam=float(lam),
-                           temporal=bool(temporal), negatives=negatives)
-        self.critics = nn.ModuleList(SMIEEstimator(visual_dim, self.kind_dim, hidden, alpha, lam, temporal, negatives)
-                                     for _ in self.kinds)
+    def __init__(self, visual_dim: int, sem_dim: int, hparams: FusionParams = FusionParams(),
+                 context: MethodContext | None = None):
+        super().__init__(visual_dim, sem_dim, hparams, context)
+        h = hparams
+        if h.n_kinds < 1 or sem_dim % h.n_kinds:
+            raise SmieError(f"smie-fusion: semantic width {sem_dim} is not {h.n_kinds} kinds of one width")
+        self.kind_dim = sem_dim // h.n_kinds
+        self.kinds = (0,) if h.fusion == "label" else tuple(range(h.n_kinds))
+        self.lr, self.temporal = float(h.lr), bool(h.temporal)
+        critic = SMIEParams(h.hidden, h.alpha, h.lam, h.temporal, h.negatives)
+        self.critics = nn.ModuleList(SMIEEstimator(visual_dim, self.kind_dim, critic) for _ in self.kinds)
 
     def _kind(self, sem: torch.Tensor, k: int) -> torch.Tensor:
         return sem[:, k * self.kind_dim:(k + 1) * self.kind_dim]
 
-    def configure_optimizer(self, opts) -> torch.optim.Optimizer:
-        """Adam at the setting's own learning rate (the protocol's schedule scales it per epoch)."""
-        return adam(self.parameters(), lr=self.lr, weight_decay=opts.weight_decay)
+    def optimizer(self, lr: float) -> torch.optim.Optimizer:
+        """Adam at the setting's own learning rate ``hparams.lr`` (the loop's schedule scales it), not the run's."""
+        return adam(self.parameters(), lr=self.lr, weight_decay=0.0)
 
     def loss(self, batch: Batch) -> torch.Tensor:
         """Mean over kinds of SMIE's loss with that kind's class semantics (Kt, kind_dim)."""
@@ -72,10 +85,15 @@ class SMIEFusion(nn.Module):
                   for critic, k in zip(self.critics, self.kinds)]
         return torch.stack(losses).mean()
 
-    def finalize(self, train, class_sem: torch.Tensor) -> None:
-        """No second stage."""
-
     def scores(self, visual: torch.Tensor, class_sem: torch.Tensor) -> torch.Tensor:
         """(N, D), (K, sem_dim) -> (N, K): the kinds' critic values averaged."""
         return torch.stack([critic.scores(visual, self._kind(class_sem, k))
                             for critic, k in zip(self.critics, self.kinds)]).mean(dim=0)
+
+
+SPEC = MethodSpec("smie-fusion", SMIEFusion, FusionParams, lr=1e-4, budget=Epochs(100), warmup=15, uses_masked=True,
+                  kinds=("label", "action", "motion"), kinds_if_available=True, sweep_test=False,
+                  settings=tuple(MappingProxyType(dict(lr=lr, fusion=fusion))
+                                 for lr in (1e-4, 1e-3) for fusion in FUSIONS),
+                  run_params=("n_kinds",))
+"""Its lr x fusion grid is selected on validation; only the selected setting is retrained for the test."""

@@ -14,19 +14,13 @@ import time
 from pathlib import Path
 
 from smie.features.store import SmieError
-from smie.pipeline.zsl.report import metric
-
-METRICS = (("zsl", ("zsl", "selected", "acc")), ("zsl_last", ("zsl", "last", "acc")),
-           ("zsl_oracle", ("zsl", "oracle", "acc")), ("h", ("gzsl", "stacking", "h")),
-           ("seen", ("gzsl", "stacking", "seen")), ("unseen", ("gzsl", "stacking", "unseen")),
-           ("h_gate", ("gzsl", "gate", "h")))
-
 
 RUN_SECONDS = {"devise": 1.3, "relationnet": 2.5, "revise": 3.9, "jpose": 2.0, "cadavae": 8.9, "synse": 5.1,
                "msf": 6.4, "smie": 6.2, "smie-notemporal": 4.8}
-"""Seconds of one run on an MSR fold (``bench/compare_cost.py``'s ``--jobs 1`` profile, docs/performance.md).
-They only order the queue: the longest runs start first, so no worker is left with a long run while the others
-idle at the end. A method not listed (``smie-fusion``, which validates several settings) goes first."""
+"""Seconds of one run on an MSR fold (``bench/compare_cost.py``'s ``--jobs 1`` profile, docs/performance.md), by
+registered method name (``tests/test_stage2_fast.py`` checks every key is registered). They only order the queue:
+the longest runs start first, so no worker is left with a long run while the others idle at the end. A method not
+listed (``smie-fusion``, which validates several settings, or a new one) goes first."""
 
 
 def longest_first(items: list[tuple]) -> list[int]:
@@ -59,31 +53,35 @@ def run_grid(tasks: list[tuple], jobs: int, finished=None) -> list[dict]:
     depend on ``jobs``."""
     finished = finished or (lambda res: None)
     if jobs == 1:
-        results = []
+        from smie.pipeline.zsl.runner import CacheStore
+
+        caches, results = CacheStore(), []
         for task in tasks:
-            results.append(run_one(*task))
+            results.append(run_one(*task, caches=caches))
             finished(results[-1])
         return results
     from concurrent.futures import ProcessPoolExecutor, as_completed
     import multiprocessing
 
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=worker_init,
-                             initargs=(os.getpid(),)) as pool:
-        futures = {i: pool.submit(run_one, *tasks[i]) for i in longest_first([task[1:] for task in tasks])}
+                             initargs=(os.getpid(), tasks[0][0].compute)) as pool:
+        futures = {i: pool.submit(_in_worker, *tasks[i]) for i in longest_first([task[1:] for task in tasks])}
         for future in as_completed(futures.values()):
             finished(future.result())
         return [futures[i].result() for i in range(len(tasks))]
 
 
 def run_one(cfg, method: str, visual: Path, spec: str | None, split_id: str, seed: int,
-            reuse: bool = False) -> dict:
-    """One (method, split, seed) run of the grid of ``cfg`` (a ``CompareConfig``) as a ``runs.csv`` row plus its directory (``run``, relative to
-    ``cfg.out``) and whether it ran now (``fresh``; with ``reuse`` a finished run directory is read instead), or
-    ``{"note": why}`` when the text cache lacks the method's semantic kinds."""
+            reuse: bool = False, caches=None) -> dict:
+    """One (method, split, seed) run of the grid of ``cfg`` (a ``CompareConfig``) as a ``runs.csv`` row plus its
+    directory (``run``, relative to ``cfg.out``) and whether it ran now (``fresh``; with ``reuse`` a finished run
+    directory is read instead), or ``{"note": why}`` when the text cache lacks the method's semantic kinds.
+    ``caches``: the process's :class:`~smie.pipeline.zsl.runner.CacheStore`."""
     import torch
 
     from smie.pipeline.zsl.baselines.run import BaselineConfig, fit_splits
-    from smie.pipeline.zsl.experiment import split_slug
+    from smie.pipeline.zsl.results import row
+    from smie.pipeline.zsl.runner import split_slug
 
     rel = Path("runs") / method / split_slug(split_id) / f"seed{seed}"
     run = Path(cfg.out) / rel
@@ -92,11 +90,11 @@ def run_one(cfg, method: str, visual: Path, spec: str | None, split_id: str, see
     if fresh:
         run_cfg = BaselineConfig(method, visual, Path(cfg.text), run, kinds=tuple(cfg.kinds),
                                  split=(spec,) if spec else (), batch_size=cfg.batch_size, gzsl=cfg.gzsl,
-                                 device=cfg.device, seed=seed, val_features=cfg.val_features)
+                                 device=cfg.device, seed=seed, val_features=cfg.val_features, compute=cfg.compute)
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            fit_splits(run_cfg, cfg.epochs_scale)
+            fit_splits(run_cfg, cfg.epochs_scale, caches)
         except SmieError as exc:
             if "has no kind" not in str(exc):
                 raise
@@ -107,13 +105,28 @@ def run_one(cfg, method: str, visual: Path, spec: str | None, split_id: str, see
     used = json.loads((run / "config.json").read_text())
     return dict(method=method, split=split_id, seed=seed, seconds=time.perf_counter() - start, run=str(rel),
                 fresh=fresh, kinds="+".join(used["kinds_used"]), epochs=used["epochs_used"],
-                **{k: float(metric(metrics, p)) for k, p in METRICS})
+                **row(metrics))
 
 
-def worker_init(parent: int) -> None:
-    """In each worker: exit as soon as the parent process is gone (a killed ``compare`` leaves no orphans that
-    would run on, holding its output pipes)."""
+_WORKER: dict = {}
+"""A worker process's own state, set by :func:`worker_init`: its ``caches`` (a ``CacheStore``)."""
+
+
+def _in_worker(*task) -> dict:
+    return run_one(*task, caches=_WORKER["caches"])
+
+
+def worker_init(parent: int, compute) -> None:
+    """In each worker (its entry point): the heap of the grid's ``compute`` config, a cache store of its own, and
+    exit as soon as the parent process is gone (a killed ``compare`` leaves no orphans that would run on, holding
+    its output pipes)."""
     import threading
+
+    from smie.pipeline.zsl.compute import apply_heap
+    from smie.pipeline.zsl.runner import CacheStore
+
+    apply_heap(compute)
+    _WORKER["caches"] = CacheStore()
 
     def watch() -> None:
         while os.getppid() == parent:

@@ -6,8 +6,8 @@ Per split (docs/evaluation.md):
    every epoch score ZSL among the ``val_unseen`` classes on their (``seen_train``+``seen_val``) samples.
    The epoch (and, over a sweep, the setting) with the best validation top-1 is selected; the GZSL ``gamma``
    and gate threshold are chosen at that epoch on ``seen_val`` samples of the training classes plus the
-   ``val_unseen`` samples, over all seen classes; so is MSF's gate, for a method whose ``gate`` is ``"msf"``
-   (reported as ``gzsl.msf_gate``).
+   ``val_unseen`` samples, over all seen classes; so is a method's own GZSL gate, when its ``gzsl_gate()``
+   gives one (MSF's, reported as ``gzsl.msf_gate``).
 2. *Final phase*: retrain on ``seen_train`` samples of all seen classes with the selected setting, and report
    the test numbers at the selected epoch, at the last epoch, and the best test epoch (the "oracle", as
    published numbers were obtained). Selection is finished before the final phase reads any test sample.
@@ -16,6 +16,10 @@ The validation phase may run on other features than the final phase (``val_data`
 validation backbone, which never learnt the ``val_unseen`` classes, so that validation ZSL is a zero-shot task
 for the backbone too. With the main features instead the validation classes were training classes of the
 backbone and the selection is *optimistic* (recorded as such).
+
+Epochs here are the units of the method's budget (:class:`~smie.pipeline.zsl.fit.FitOptions`): passes over the
+data, or cycles. The results are typed: :class:`Validation`, :class:`TestResult`, :class:`ProtocolResult`; their
+field names are the keys of ``metrics.json`` (:mod:`smie.pipeline.zsl.metrics`, docs/evaluation.md).
 """
 from __future__ import annotations
 
@@ -30,12 +34,15 @@ import torch
 
 from smie.features.store import SmieError
 from smie.pipeline.data.partitions import SEEN_TEST, SEEN_TRAIN, SEEN_VAL, UNSEEN_TEST, UNUSED, stratified_split
-from smie.pipeline.zsl.evaluate import (choose_gamma, choose_gate, fit_msf_gate, gate_metrics, gzsl_from_predictions,
-                                        gzsl_metrics, msf_gate_predict, select_epoch, softmax, zsl_metrics)
 from smie.pipeline.device import resolve_device
-from smie.pipeline.zsl.fit import FitOptions, TrainSet, train_method
+from smie.pipeline.zsl.evaluate import (choose_gamma, choose_gate, gate_metrics, gzsl_from_predictions, gzsl_metrics,
+                                        select_epoch, zsl_metrics)
+from smie.pipeline.zsl.fit import FitOptions, train_method
+from smie.pipeline.zsl.method import GateRows, GzslGate, Method, TrainSet
+from smie.pipeline.zsl.results import NOT_TESTED, ProtocolResult, TestResult, Validation
 
 ORACLE_NOTE = "test-set selection (oracle, as published numbers were obtained); not a valid estimate"
+NAN = float("nan")
 
 
 @dataclass(frozen=True)
@@ -94,6 +101,19 @@ def repartition(partition: np.ndarray, labels: np.ndarray, cache_split: dict, sp
     return part
 
 
+@dataclass(frozen=True)
+class Tracked:
+    """What one training run recorded: per unit the ZSL top-1 ``curve`` and mean per-class accuracy (NaN where
+    not evaluated), the mean loss; the unit ``kept`` whose ``state`` (state_dict) was kept; seconds in ``timing``."""
+
+    curve: list[float]
+    per_class: list[float]
+    losses: list[float]
+    kept: int
+    state: dict
+    timing: dict[str, float]
+
+
 def _trainset(data: StageData, rows: np.ndarray, classes: list[int]) -> TrainSet:
     col = {c: i for i, c in enumerate(classes)}
     masked = None if data.masked is None else torch.from_numpy(data.masked[rows])
@@ -118,22 +138,11 @@ def _rows(data: StageData, classes, codes) -> np.ndarray:
     return np.flatnonzero(np.isin(data.labels, list(classes)) & np.isin(data.partition, list(codes)))
 
 
-def _first_eligible(opts: FitOptions) -> int:
-    """First epoch that may be selected: after the warm-up (the official code only keeps epochs > 15 of its
-    15-epoch warm-up), or epoch 0 when the run is not longer than that. A step-scheduled run without warm-up
-    (``epoch_steps``: the cycle methods, one epoch per cycle) may select any epoch, as their code keeps any cycle."""
-    if opts.epoch_steps is not None and opts.warmup == 0:
-        return 0
-    return opts.warmup + 1 if opts.warmup + 1 < opts.epochs else 0
-
-
-def _train_tracking(make_model, setting, data, train_classes, eval_rows, eval_classes, opts, keep_epoch=None):
-    """Train a fresh model; record per-epoch ZSL on (eval_rows, eval_classes); snapshot the state at the
-    best epoch (``keep_epoch=None``, selection rule of :func:`select_epoch`) or at ``keep_epoch``.
-
-    A method whose scoring is costly (the generative baselines retrain a latent classifier to score) may set
-    ``eval_every = k``: it is then evaluated every k-th epoch, at the last epoch and at ``keep_epoch``; the
-    other epochs are NaN in the curve and never selected."""
+def _train_tracking(make_model, setting, data, train_classes, eval_rows, eval_classes, opts: FitOptions,
+                    keep_epoch=None) -> tuple[Method, Tracked]:
+    """Train a fresh model; record per-unit ZSL on (eval_rows, eval_classes) at the plan's evaluation points;
+    keep the state of the best unit (``keep_epoch=None``, the rule of :func:`select_epoch` from
+    ``opts.first_eligible()``) or of ``keep_epoch``."""
     device = resolve_device(opts.device)
     torch.manual_seed(opts.seed)
     model = make_model(**setting)
@@ -142,154 +151,152 @@ def _train_tracking(make_model, setting, data, train_classes, eval_rows, eval_cl
         raise SmieError(f"no seen_train samples of classes {list(train_classes)[:10]}... to train on")
     targets = _targets(data, eval_rows, eval_classes)
     curve, per_class, kept = [], [], {}
-    start = _first_eligible(opts)
+    start = opts.first_eligible()
 
-    every = max(1, int(getattr(model, "eval_every", 1)))
-
-    def evaluated(epoch: int) -> bool:
-        return (epoch + 1) % every == 0 or epoch in (opts.epochs - 1, keep_epoch)
-
-    def on_epoch(epoch, m):
-        epoch = max(epoch, 0)
-        while len(curve) < epoch:
-            curve.append(float("nan"))
-            per_class.append(float("nan"))
+    def on_evaluate(unit, m):
+        unit = max(unit, 0)
+        while len(curve) < unit:
+            curve.append(NAN)
+            per_class.append(NAN)
         metrics = zsl_metrics(_scores(m, data, eval_rows, eval_classes, device), targets)
         curve.append(metrics["acc"])
         per_class.append(metrics["per_class_acc"])
-        # select_epoch's rule on the curve so far: this epoch is kept iff it is the selection now
-        if (select_epoch(curve, start) if keep_epoch is None else keep_epoch) == epoch:
-            kept.update(epoch=epoch, state=copy.deepcopy(m.state_dict()))
+        # select_epoch's rule on the curve so far: this unit is kept iff it is the selection now
+        if (select_epoch(curve, start) if keep_epoch is None else keep_epoch) == unit:
+            kept.update(epoch=unit, state=copy.deepcopy(m.state_dict()))
 
     timing: dict[str, float] = {}
-    losses = train_method(model, train, opts, on_epoch=on_epoch, evaluate_epoch=evaluated, timing=timing)
-    return model, dict(curve=curve, per_class=per_class, losses=losses, kept=kept, timing=timing)
+    losses = train_method(model, train, opts.plan(len(train.labels), keep_epoch), on_evaluate, timing)
+    return model, Tracked(curve, per_class, losses, kept["epoch"], kept["state"], timing)
 
 
-def validate(make_model: Callable, setting: dict, data: StageData, split, opts: FitOptions, gzsl: bool,
-             view: str = "main") -> dict:
-    """Validation phase for one setting: selected epoch, its val ZSL accuracy, gamma and gate threshold; with a
-    method whose ``gate`` is ``"msf"``, MSF's gate fitted here too (``view``: whose features ``data`` holds,
-    ``main`` or ``validation``, which picks the backbone head of the seen expert)."""
+def validate(make_model: Callable[..., Method], setting: dict, data: StageData, split, opts: FitOptions,
+             gzsl: bool, view: str = "main") -> Validation:
+    """Validation phase for one setting: selected unit, its val ZSL accuracy, gamma and gate threshold; with a
+    method gate (``gzsl_gate()``), that gate fitted too (``view``: whose features ``data`` holds, ``main`` or
+    ``validation``, which a gate's seen expert may need)."""
     train_classes = [c for c in split.seen if c not in set(split.val_unseen)]
     val_classes = list(split.val_unseen)
     val_rows = _rows(data, val_classes, [SEEN_TRAIN, SEEN_VAL])
     if len(val_rows) == 0:
         raise SmieError(f"split {split.id}: no samples of the validation classes {val_classes}")
     model, track = _train_tracking(make_model, setting, data, train_classes, val_rows, val_classes, opts)
-    epoch = track["kept"]["epoch"]
-    out = dict(setting=setting, epoch=epoch, val_acc=track["curve"][epoch],
-               val_per_class_acc=track["per_class"][epoch], curve=track["curve"], losses=track["losses"],
-               first_eligible=_first_eligible(opts), timing=track["timing"])
-    if gzsl:
-        model.load_state_dict(track["kept"]["state"])
-        rows = np.concatenate([_rows(data, train_classes, [SEEN_VAL]), val_rows])
-        cols = list(split.seen)
-        scores = _scores(model, data, rows, cols, resolve_device(opts.device))
-        targets, seen_mask = _targets(data, rows, cols), np.isin(cols, train_classes)
-        gamma, threshold = choose_gamma(scores, targets, seen_mask), choose_gate(scores, targets, seen_mask)
-        out.update(gamma=gamma, gate_threshold=threshold,
-                   val_gzsl=dict(stacking=gzsl_metrics(scores, targets, seen_mask, gamma),
-                                 gate=gate_metrics(scores, targets, seen_mask, threshold)))
-        if getattr(model, "gate", None) == "msf":
-            out["msf_gate"], out["val_gzsl"]["msf_gate"] = _fit_msf_gate(model, data, split, train_classes, val_rows,
-                                                                         view, opts)
-    return out
+    epoch = track.kept
+    base = dict(setting=setting, epoch=epoch, val_acc=track.curve[epoch], val_per_class_acc=track.per_class[epoch],
+                first_eligible=opts.first_eligible(), curve=track.curve, losses=track.losses, timing=track.timing)
+    if not gzsl:
+        return Validation(**base)
+    model.load_state_dict(track.state)
+    rows = np.concatenate([_rows(data, train_classes, [SEEN_VAL]), val_rows])
+    cols = list(split.seen)
+    scores = _scores(model, data, rows, cols, resolve_device(opts.device))
+    targets, seen_mask = _targets(data, rows, cols), np.isin(cols, train_classes)
+    gamma, threshold = choose_gamma(scores, targets, seen_mask), choose_gate(scores, targets, seen_mask)
+    val_gzsl = dict(stacking=gzsl_metrics(scores, targets, seen_mask, gamma),
+                    gate=gate_metrics(scores, targets, seen_mask, threshold))
+    gates = {}
+    hook = model.gzsl_gate()
+    if hook is not None:
+        gates[hook.key], val_gzsl[hook.key] = _fit_gate(hook, model, data, split, train_classes, val_rows, view,
+                                                        opts)
+    return Validation(**base, gamma=gamma, gate_threshold=threshold, val_gzsl=val_gzsl, gates=gates)
 
 
-def _experts(model, data: StageData, rows, seen, unseen, view: str, device) -> tuple[np.ndarray, np.ndarray]:
-    """MSF's two experts on ``rows``: the method's softmax over the ``unseen`` classes only (N, Ku) and the
-    backbone head's temperature-scaled softmax over the ``seen`` classes (N, Ks)."""
-    return softmax(_scores(model, data, rows, list(unseen), device)), model.seen_expert(data.features[rows],
-                                                                                       list(seen), view)
+def _gate_rows(model, data: StageData, rows: np.ndarray, seen, unseen, view: str, device) -> GateRows:
+    """What a method gate sees of ``rows``: the method's scores over ``unseen`` and the rows' cached features."""
+    return GateRows(_scores(model, data, rows, list(unseen), device), data.features[rows], tuple(seen),
+                    tuple(unseen), view)
 
 
-def _fit_msf_gate(model, data: StageData, split, train_classes, val_rows, view: str, opts) -> tuple[dict, dict]:
-    """MSF's gate (:func:`~smie.pipeline.zsl.evaluate.fit_msf_gate`) from the validation phase's GZSL rows only:
-    unseen = the ``val_unseen`` samples, seen = the ``seen_val`` samples of the training classes. k = the number
-    of unseen classes (the code's ``ss``; the smaller count when the validation phase has fewer). Returns the
-    gate and its S/U/H on those rows."""
+def _gate_predictions(hook: GzslGate, state: dict, parts: list[GateRows], cols: list[int]) -> np.ndarray:
+    """The gate's predicted classes on ``parts``, as columns of ``cols``."""
+    col = {c: i for i, c in enumerate(cols)}
+    return np.array([col[int(c)] for part in parts for c in hook.predict(state, part)], dtype=np.int64)
+
+
+def _fit_gate(hook: GzslGate, model, data: StageData, split, train_classes, val_rows, view: str,
+              opts: FitOptions) -> tuple[dict, dict]:
+    """A method gate fitted on the validation phase's GZSL rows only: unseen role = the ``val_unseen`` samples,
+    seen role = the ``seen_val`` samples of the training classes. Returns its state and its S/U/H on those rows
+    (with the state's fields)."""
     device = resolve_device(opts.device)
     val_classes, seen_rows = list(split.val_unseen), _rows(data, train_classes, [SEEN_VAL])
     if len(seen_rows) == 0:
-        raise SmieError(f"split {split.id}: the MSF gate needs seen_val samples of the training classes")
-    k = min(len(split.unseen), len(val_classes), len(train_classes))
-    experts = [_experts(model, data, r, train_classes, val_classes, view, device) for r in (val_rows, seen_rows)]
-    gate = fit_msf_gate(*experts, k=k, temperature=float(model.gate_temperature), seed=opts.seed)
-    col = {c: i for i, c in enumerate(split.seen)}
-    pred = np.concatenate([msf_gate_predict(pu, ps, [col[c] for c in val_classes], [col[c] for c in train_classes],
-                                            gate) for pu, ps in experts])
-    targets = _targets(data, np.concatenate([val_rows, seen_rows]), list(split.seen))
-    metrics = gzsl_from_predictions(pred, targets, np.isin(list(split.seen), train_classes))
-    return gate, dict(metrics, **gate)
+        raise SmieError(f"split {split.id}: the {hook.key} GZSL gate needs seen_val samples of the training classes")
+    parts = [_gate_rows(model, data, r, train_classes, val_classes, view, device) for r in (val_rows, seen_rows)]
+    state = hook.fit(*parts, test_unseen=len(split.unseen), seed=opts.seed)
+    cols = list(split.seen)
+    pred = _gate_predictions(hook, state, parts, cols)
+    targets = _targets(data, np.concatenate([val_rows, seen_rows]), cols)
+    return state, dict(gzsl_from_predictions(pred, targets, np.isin(cols, train_classes)), **state)
 
 
-def final_test(make_model: Callable, val: dict, data: StageData, split, opts: FitOptions, gzsl: bool) -> dict:
+def final_test(make_model: Callable[..., Method], val: Validation, data: StageData, split, opts: FitOptions,
+               gzsl: bool) -> TestResult:
     """Final phase: retrain on all seen classes with the validated setting; report test numbers."""
     unseen = list(split.unseen)
     rows = _rows(data, unseen, [UNSEEN_TEST])
     if len(rows) == 0:
         raise SmieError(f"split {split.id}: no unseen_test samples of the unseen classes")
-    model, track = _train_tracking(make_model, val["setting"], data, split.seen, rows, unseen, opts,
-                                   keep_epoch=val["epoch"])
-    model.load_state_dict(track["kept"]["state"])
+    model, track = _train_tracking(make_model, val.setting, data, split.seen, rows, unseen, opts,
+                                   keep_epoch=val.epoch)
+    model.load_state_dict(track.state)
     device = resolve_device(opts.device)
     scores = _scores(model, data, rows, unseen, device)
     targets = _targets(data, rows, unseen)
-    curve = track["curve"]
-    best = select_epoch(curve, _first_eligible(opts))
-    out = dict(selected=dict(zsl_metrics(scores, targets), epoch=val["epoch"]),
-               last=dict(acc=curve[-1], per_class_acc=track["per_class"][-1], epoch=len(curve) - 1),
-               oracle=dict(acc=curve[best], per_class_acc=track["per_class"][best], epoch=best, note=ORACLE_NOTE),
-               curve=curve, losses=track["losses"], test_rows=rows, test_scores=scores, test_targets=targets,
-               timing=track["timing"])
-    if gzsl:
-        seen_code = SEEN_TEST if len(_rows(data, split.seen, [SEEN_TEST])) else SEEN_VAL
-        if seen_code == SEEN_VAL:
-            warnings.warn(f"split {split.id}: the cache has no seen_test samples, so GZSL tests the seen classes on "
-                          "their seen_val samples, which also chose gamma and the gate threshold; the GZSL numbers "
-                          "are optimistic (metrics gzsl.optimistic = true)", stacklevel=2)
-        g_rows = np.concatenate([_rows(data, split.seen, [seen_code]), rows])
-        cols = sorted(set(split.seen) | set(unseen))
-        g_scores = _scores(model, data, g_rows, cols, device)
-        g_targets, seen_mask = _targets(data, g_rows, cols), np.isin(cols, list(split.seen))
-        out["gzsl"] = dict(seen_samples="seen_test" if seen_code == SEEN_TEST else "seen_val",
-                           optimistic=seen_code != SEEN_TEST,
-                           uncalibrated=gzsl_metrics(g_scores, g_targets, seen_mask, 0.0),
-                           stacking=gzsl_metrics(g_scores, g_targets, seen_mask, val["gamma"]),
-                           gate=gate_metrics(g_scores, g_targets, seen_mask, val["gate_threshold"]))
-        if "msf_gate" in val:
-            gate = val["msf_gate"]
-            pu, ps = _experts(model, data, g_rows, split.seen, unseen, "main", device)
-            pred = msf_gate_predict(pu, ps, [cols.index(c) for c in unseen], [cols.index(c) for c in split.seen], gate)
-            out["gzsl"]["msf_gate"] = dict(gzsl_from_predictions(pred, g_targets, seen_mask),
-                                           **{key: gate[key] for key in ("k", "temperature", "threshold")})
-    out["model"] = model
-    return out
+    curve = track.curve
+    best = select_epoch(curve, opts.first_eligible())
+    out = dict(selected=dict(zsl_metrics(scores, targets), epoch=val.epoch),
+               last=dict(acc=curve[-1], per_class_acc=track.per_class[-1], epoch=len(curve) - 1),
+               oracle=dict(acc=curve[best], per_class_acc=track.per_class[best], epoch=best, note=ORACLE_NOTE),
+               curve=curve, losses=track.losses, rows=rows, scores=scores, targets=targets, timing=track.timing,
+               model=model)
+    if not gzsl:
+        return TestResult(**out)
+    seen_code = SEEN_TEST if len(_rows(data, split.seen, [SEEN_TEST])) else SEEN_VAL
+    if seen_code == SEEN_VAL:
+        warnings.warn(f"split {split.id}: the cache has no seen_test samples, so GZSL tests the seen classes on "
+                      "their seen_val samples, which also chose gamma and the gate threshold; the GZSL numbers "
+                      "are optimistic (metrics gzsl.optimistic = true)", stacklevel=2)
+    g_rows = np.concatenate([_rows(data, split.seen, [seen_code]), rows])
+    cols = sorted(set(split.seen) | set(unseen))
+    g_scores = _scores(model, data, g_rows, cols, device)
+    g_targets, seen_mask = _targets(data, g_rows, cols), np.isin(cols, list(split.seen))
+    out["gzsl"] = dict(seen_samples="seen_test" if seen_code == SEEN_TEST else "seen_val",
+                       optimistic=seen_code != SEEN_TEST,
+                       uncalibrated=gzsl_metrics(g_scores, g_targets, seen_mask, 0.0),
+                       stacking=gzsl_metrics(g_scores, g_targets, seen_mask, val.gamma),
+                       gate=gate_metrics(g_scores, g_targets, seen_mask, val.gate_threshold))
+    hook = model.gzsl_gate()
+    for key, state in val.gates.items():
+        if hook is None or hook.key != key:
+            raise SmieError(f"the final model has no GZSL gate {key!r} to apply")
+        pred = _gate_predictions(hook, state, [_gate_rows(model, data, g_rows, split.seen, unseen, "main", device)],
+                                 cols)
+        out["gzsl"][key] = dict(gzsl_from_predictions(pred, g_targets, seen_mask), **hook.report(state))
+    return TestResult(**out)
 
 
-def run_protocol(make_model: Callable[..., torch.nn.Module], settings: list[dict], data: StageData, split,
+def run_protocol(make_model: Callable[..., Method], settings: list[dict], data: StageData, split,
                  opts: FitOptions, gzsl: bool = False, val_data: StageData | None = None,
-                 sweep_test: bool = True) -> dict:
+                 sweep_test: bool = True) -> ProtocolResult:
     """Validate every setting (on ``val_data`` when given, else on ``data``), pick the best on validation, then
     run the final phase on ``data`` for every setting (for the sweep table; only the chosen one when
     ``sweep_test`` is False, the others' test columns NaN) and return the selected one's results with
-    ``sweep`` rows for all, and ``timing``: seconds of the ``validation`` and ``final`` phases and, summed over
-    both, of training ``steps``, ``finalize`` and ``evaluate`` (per-epoch scoring)."""
+    ``sweep`` rows for all."""
     view = "main" if val_data is None else "validation"
     started = time.perf_counter()
     vals = [validate(make_model, s, data if val_data is None else val_data, split, opts, gzsl, view)
             for s in settings]
-    chosen = int(np.argmax([v["val_acc"] for v in vals]))
+    chosen = int(np.argmax([v.val_acc for v in vals]))
     validated = time.perf_counter()
-    nan = dict(selected=dict(acc=float("nan")), last=dict(acc=float("nan")), oracle=dict(acc=float("nan")))
-    tests = [final_test(make_model, v, data, split, opts, gzsl) if sweep_test or i == chosen else nan
+    tests = [final_test(make_model, v, data, split, opts, gzsl) if sweep_test or i == chosen else NOT_TESTED
              for i, v in enumerate(vals)]
     timing = dict(validation=validated - started, final=time.perf_counter() - validated)
     for phase in vals + tests:
-        for key, seconds in phase.get("timing", {}).items():
+        for key, seconds in phase.timing.items():
             timing[key] = timing.get(key, 0.0) + seconds
-    sweep = [dict(**v["setting"], val_acc=v["val_acc"], val_epoch=v["epoch"], test_acc=t["selected"]["acc"],
-                  test_last=t["last"]["acc"], test_oracle=t["oracle"]["acc"], selected=i == chosen)
+    sweep = [dict(**v.setting, val_acc=v.val_acc, val_epoch=v.epoch, test_acc=t.selected["acc"],
+                  test_last=t.last["acc"], test_oracle=t.oracle["acc"], selected=i == chosen)
              for i, (v, t) in enumerate(zip(vals, tests))]
-    return dict(validation=vals[chosen], test=tests[chosen], sweep=sweep, chosen=chosen, timing=timing)
+    return ProtocolResult(vals[chosen], tests[chosen], sweep, chosen, timing)

@@ -1,9 +1,11 @@
 """``smie report RUN...``: one table row per run directory (SMIE or baseline), from its ``metrics.json``.
 
 A directory written for several splits (it holds ``summary.json`` and one run per split) expands to its runs.
-Columns: method, split, setting, ZSL top-1 and mean per-class accuracy at the validation-selected epoch, the
-last-epoch and the test-selected ("oracle", not a valid estimate) top-1, GZSL S/U/H with calibrated stacking
-and with the gate, and the selection that produced the numbers.
+Columns: run, method, split, setting, then every headline number of the one metrics schema
+(:data:`smie.pipeline.zsl.results.COLUMNS`: ZSL top-1 and mean per-class accuracy at the validation-selected
+epoch, the last-epoch and the test-selected ("oracle", not a valid estimate) top-1, GZSL S/U/H with calibrated
+stacking and H with the entropy gate), which seen samples GZSL tested, and the selection that produced the numbers.
+Older run directories hold the same ``metrics.json`` layout and report the same way.
 """
 from __future__ import annotations
 
@@ -12,9 +14,9 @@ import os
 from pathlib import Path
 
 from smie.features.store import SmieError
+from smie.pipeline.zsl.results import COLUMNS as METRICS, metric, row
 
-COLUMNS = ("run", "method", "split", "setting", "zsl_acc", "zsl_per_class_acc", "zsl_last", "zsl_oracle",
-           "gzsl_seen", "gzsl_unseen", "gzsl_h", "gzsl_gate_h", "gzsl_seen_samples", "selection")
+COLUMNS = ("run", "method", "split", "setting", *(c.name for c in METRICS), "gzsl_seen_samples", "selection")
 
 
 def _runs(paths) -> list[Path]:
@@ -27,16 +29,6 @@ def _runs(paths) -> list[Path]:
         else:
             raise SmieError(f"{p}: not a run directory (no metrics.json or summary.json)")
     return out
-
-
-def metric(metrics: dict, path, default=float("nan")):
-    """The value at ``path`` (a key sequence, e.g. ``("zsl", "selected", "acc")``) of a ``metrics.json`` dict,
-    or ``default`` when a key is missing or the value is null (NaN is written as null)."""
-    for key in path:
-        if not isinstance(metrics, dict) or key not in metrics:
-            return default
-        metrics = metrics[key]
-    return default if metrics is None else metrics
 
 
 def report(run_dirs: list[str | os.PathLike]):
@@ -54,12 +46,7 @@ def report(run_dirs: list[str | os.PathLike]):
         rows.append(dict(
             run=str(run), method=m.get("method", "?"), split=m.get("split", "?"),
             setting=", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in setting.items()),
-            zsl_acc=metric(m, ("zsl", "selected", "acc")),
-            zsl_per_class_acc=metric(m, ("zsl", "selected", "per_class_acc")),
-            zsl_last=metric(m, ("zsl", "last", "acc")), zsl_oracle=metric(m, ("zsl", "oracle", "acc")),
-            gzsl_seen=metric(m, ("gzsl", "stacking", "seen")), gzsl_unseen=metric(m, ("gzsl", "stacking", "unseen")),
-            gzsl_h=metric(m, ("gzsl", "stacking", "h")), gzsl_gate_h=metric(m, ("gzsl", "gate", "h")),
-            gzsl_seen_samples=metric(m, ("gzsl", "seen_samples"), default=""),
+            **row(m), gzsl_seen_samples=metric(m, ("gzsl", "seen_samples"), default=""),
             selection=f"val epoch {sel.get('epoch', '?')} (val acc {sel.get('val_acc', float('nan')):.4f})"))
     return pd.DataFrame(rows, columns=list(COLUMNS))
 

@@ -5,9 +5,10 @@ A run directory holds:
 
 - ``config.json``: the command's config; ``metrics.json``: the protocol's results (keys in docs/evaluation.md);
 - ``model.pt``: a ``torch.save`` dict loadable with ``weights_only=True``: ``format`` ("smie.run"),
-  ``version``, ``method`` ("smie" or a ``smie.pipeline.zsl.baselines.METHODS`` key), ``model_config`` (the keyword
-  arguments that rebuild the module: ``cls(**model_config)``), ``state_dict``, ``info`` (semantic kinds and
-  combine mode, text encoder id/spec/weights hash, class table, split, class semantics (K, E) tensor, ...);
+  ``version``, ``method`` (a name of :data:`smie.pipeline.registry.METHODS`), ``model_config`` (``visual_dim``,
+  ``sem_dim`` and the hyper-parameters: the method's spec rebuilds the module from it,
+  :meth:`~smie.pipeline.zsl.spec.MethodSpec.rebuild`), ``state_dict``, ``info`` (semantic kinds and combine mode,
+  text encoder id/spec/weights hash, class table, split, class semantics (K, E) tensor, ...);
 - ``per_class.csv`` (ZSL test accuracy per unseen class), ``confusion.png``, ``top5.png``, and, when the metrics
   hold per-epoch curves, ``curves.png`` (validation and test accuracy per epoch, selected and oracle epochs).
 
@@ -101,20 +102,6 @@ def write_run(out: str | os.PathLike, *, method: str, config: dict, metrics: dic
     return out
 
 
-def _method_class(method: str):
-    if method == "smie":
-        from smie.pipeline.zsl.estimator import SMIEEstimator
-
-        return SMIEEstimator
-    try:
-        from smie.pipeline.zsl.baselines import METHODS
-    except ImportError as exc:
-        raise SmieError(f"run was made by method {method!r}, but the baselines cannot be imported ({exc})") from None
-    if method not in METHODS:
-        raise SmieError(f"run was made by unknown method {method!r} (known: smie, {', '.join(METHODS)})")
-    return METHODS[method]
-
-
 def load_run(path: str | os.PathLike, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
     """Rebuild the trained module of a run directory (or its ``model.pt``), in eval mode, and its run info:
     ``info`` plus ``method``, ``model_config``, and the run's ``metrics``/``config`` when present."""
@@ -130,7 +117,13 @@ def load_run(path: str | os.PathLike, device: str = "cpu") -> tuple[torch.nn.Mod
         raise SmieError(f"{ckpt}: not an smie run checkpoint")
     if blob.get("version") != RUN_VERSION:
         raise SmieError(f"{ckpt}: run version {blob.get('version')} is not supported (this smie reads {RUN_VERSION})")
-    model = _method_class(blob["method"])(**blob["model_config"])
+    from smie.pipeline.zsl.spec import method_spec
+
+    try:
+        spec = method_spec(blob["method"])
+    except SmieError as exc:
+        raise SmieError(f"{ckpt}: run was made by {exc}") from None
+    model = spec.rebuild(blob["model_config"])
     model.load_state_dict(blob["state_dict"])
     model.to(device).eval()
     run_info = dict(blob["info"], method=blob["method"], model_config=blob["model_config"])

@@ -13,48 +13,59 @@ Adam lr 1e-3 (beta1 0.5), batch 32, 25 epochs (the paper tunes 21-39 per data se
 are classified by their latent means.
 Choices: the batch size is the run's (default 128; the paper's is 50: ``--batch-size 50``); sigma =
 exp(logvar / 2) (the reference code samples with exp(logvar)); the epoch for the warm-ups is counted from
-training steps (``steps_per_epoch`` is set by ``smie.pipeline.zsl.baselines.run``), since the shared loop
-has no epoch hook; SynSE's skeleton re-run of CADA-VAE (single-layer encoders, MSE, step-based schedule) is
+training steps (``MethodContext.steps_per_epoch``, given at construction), since the shared loop has no epoch
+hook; SynSE's skeleton re-run of CADA-VAE (single-layer encoders, MSE, step-based schedule) is
 what :mod:`smie.pipeline.zsl.baselines.msf` trains with label semantics only (``msf`` with ``kinds=("label",)``).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from smie.pipeline.zsl.baselines.generative import LatentClassifierStage
+from smie.pipeline.zsl.baselines.generative import LatentClassifier, LatentClassifierStage
 from smie.pipeline.zsl.baselines.vae import (GaussianEncoder, decoder, kl_divergence, ramp, reparameterize,
                                                wasserstein, weighted_sum)
-from smie.pipeline.zsl.fit import adam
+from smie.pipeline.zsl.compute import adam
+from smie.pipeline.zsl.method import MethodContext
+from smie.pipeline.zsl.spec import Epochs, MethodSpec
 
 WARMUP = {"beta": (0.25, 0, 93), "cross": (2.37, 21, 75), "distance": (8.13, 6, 22)}
 
 
-class CADAVAE(LatentClassifierStage):
-    default_epochs = 100
-    default_lr = 1.5e-4
-    default_schedule = "constant"
+@dataclass(frozen=True)
+class CADAVAEParams:
+    latent: int = 64
+    visual_hidden: tuple[int, int] = (1560, 1660)
+    text_hidden: tuple[int, int] = (1450, 665)
+    seen_per_class: int = 200
+    unseen_per_class: int = 400
+    zsl_unseen_per_class: int = 200
+    cls_epochs: int = 25
+    cls_lr: float = 1e-3
+    cls_batch: int = 32
+    seed: int = 0
 
-    def __init__(self, visual_dim: int, sem_dim: int, latent: int = 64, visual_hidden: tuple[int, int] = (1560, 1660),
-                 text_hidden: tuple[int, int] = (1450, 665), seen_per_class: int = 200, unseen_per_class: int = 400,
-                 zsl_unseen_per_class: int = 200, cls_epochs: int = 25, cls_lr: float = 1e-3, cls_batch: int = 32,
-                 seed: int = 0):
-        super().__init__(latent, seen_per_class, unseen_per_class, cls_epochs, cls_lr, cls_batch, False, seed,
-                         zsl_unseen_per_class)
-        self.config = dict(visual_dim=int(visual_dim), sem_dim=int(sem_dim), latent=int(latent),
-                           visual_hidden=tuple(visual_hidden), text_hidden=tuple(text_hidden),
-                           seen_per_class=seen_per_class, unseen_per_class=unseen_per_class,
-                           zsl_unseen_per_class=zsl_unseen_per_class, cls_epochs=cls_epochs,
-                           cls_lr=cls_lr, cls_batch=cls_batch, seed=seed)
+
+class CADAVAE(LatentClassifierStage):
+    def __init__(self, visual_dim: int, sem_dim: int, hparams: CADAVAEParams = CADAVAEParams(),
+                 context: MethodContext | None = None):
+        h = hparams
+        super().__init__(visual_dim, sem_dim, h, context, LatentClassifier(
+            h.latent, h.seen_per_class, h.unseen_per_class, h.cls_epochs, h.cls_lr, h.cls_batch, False, h.seed,
+            h.zsl_unseen_per_class))
+        latent, visual_hidden, text_hidden = h.latent, h.visual_hidden, h.text_hidden
         self.enc_v = GaussianEncoder(visual_dim, latent, visual_hidden[0])
         self.dec_v = decoder(latent, visual_dim, visual_hidden[1])
         self.enc_t = GaussianEncoder(sem_dim, latent, text_hidden[0])
         self.dec_t = decoder(latent, sem_dim, text_hidden[1])
-        self.steps_per_epoch = 1
+        self.steps_per_epoch = self.context.steps_per_epoch
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
 
-    def configure_optimizer(self, opts) -> torch.optim.Optimizer:
-        return adam(self.parameters(), lr=opts.lr, amsgrad=True)
+    def optimizer(self, lr: float) -> torch.optim.Optimizer:
+        """Adam with AMSGrad, as the paper's code."""
+        return adam(self.parameters(), lr=lr, amsgrad=True)
 
     def encode_visual(self, v):
         return self.enc_v(v)
@@ -82,3 +93,7 @@ class CADAVAE(LatentClassifierStage):
             (w["beta"], lambda: (kl_divergence(mu_v, lv_v) + kl_divergence(mu_t, lv_t)) * x.shape[0]),
             (w["cross"], lambda: l1(self.dec_v(z_t), x, reduction="sum") + l1(self.dec_t(z_v), s, reduction="sum")),
             (w["distance"], lambda: wasserstein(mu_v, lv_v, mu_t, lv_t).sum()))
+
+
+SPEC = MethodSpec("cadavae", CADAVAE, CADAVAEParams, lr=1.5e-4, budget=Epochs(100), schedule="constant",
+                  eval_every=5, run_params=("seed",))

@@ -8,22 +8,27 @@ is also fine-tuned; here the visual features are frozen caches, so only M trains
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from smie.pipeline.zsl.baselines.losses import ranking_hinge
-from smie.pipeline.zsl.linear import Linear
+from smie.pipeline.zsl.compute import Linear
+from smie.pipeline.zsl.method import BaseMethod, MethodContext
+from smie.pipeline.zsl.spec import Epochs, MethodSpec
 
 
-class DeViSE(nn.Module):
-    default_epochs = 100
-    default_lr = 1e-3
+@dataclass(frozen=True)
+class DeViSEParams:
+    margin: float = 0.1
 
-    def __init__(self, visual_dim: int, sem_dim: int, margin: float = 0.1):
-        super().__init__()
-        self.config = dict(visual_dim=int(visual_dim), sem_dim=int(sem_dim), margin=float(margin))
-        self.margin = float(margin)
+
+class DeViSE(BaseMethod):
+    def __init__(self, visual_dim: int, sem_dim: int, hparams: DeViSEParams = DeViSEParams(),
+                 context: MethodContext | None = None):
+        super().__init__(visual_dim, sem_dim, hparams, context)
+        self.margin = float(hparams.margin)
         self.proj = Linear(visual_dim, sem_dim)
 
     def _compat(self, visual: torch.Tensor, class_sem: torch.Tensor) -> torch.Tensor:
@@ -32,9 +37,9 @@ class DeViSE(nn.Module):
     def loss(self, batch) -> torch.Tensor:
         return ranking_hinge(self._compat(batch.visual, batch.class_sem), batch.labels, self.margin)
 
-    def finalize(self, train, class_sem: torch.Tensor) -> None:
-        """DeViSE has no second stage."""
-
     def scores(self, visual: torch.Tensor, class_sem: torch.Tensor) -> torch.Tensor:
         """(N, D), (K, E) -> (N, K) dot products in the semantic space."""
         return self._compat(visual, class_sem)
+
+
+SPEC = MethodSpec("devise", DeViSE, DeViSEParams, lr=1e-3, budget=Epochs(100))

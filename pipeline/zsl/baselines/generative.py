@@ -5,53 +5,57 @@ per distinct class set, cached) a softmax classifier over the requested classes,
 for classes that were seen in training and with latents synthesised from the class texts for the others, and
 classifies the mean latent of each visual feature. With only unseen classes this is SynSE's/MSF's ZSL
 classifier; with all classes it is CADA-VAE's GZSL classifier.
-Subclasses provide ``encode_visual(v (N, D)) -> (mu, logvar)`` and ``encode_text(s (K, E)) -> (mu, logvar)``.
-
-A subclass whose ``gate`` is ``"msf"`` gets MSF's GZSL gate from the protocol: its seen-class expert is the
-backbone's own classifier (:meth:`LatentClassifierStage.seen_expert`), from the heads that
-``smie.pipeline.zsl.baselines.run`` copies out of the visual cache into ``backbone_heads``.
+Subclasses provide ``encode_visual(v (N, D)) -> (mu, logvar)`` and ``encode_text(s (K, E)) -> (mu, logvar)``,
+and describe their classifier with a :class:`LatentClassifier`.
 """
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
-from smie.features.store import SmieError
 from smie.pipeline.zsl.baselines.vae import reparameterize, train_latent_classifier
-from smie.pipeline.zsl.evaluate import softmax
-
-GATES = (None, "msf")
+from smie.pipeline.zsl.method import BaseMethod, MethodContext
 
 
-class LatentClassifierStage(nn.Module):
-    """Base class; the numbers of latents per class and the classifier schedule are per-method constructor args.
+@dataclass(frozen=True)
+class LatentClassifier:
+    """The second stage of one method: ``latent`` width; per class, ``seen_per_class`` encoded training samples
+    and ``unseen_per_class`` text latents (``zsl_unseen_per_class`` when only unseen classes are scored); the
+    classifier trained ``epochs`` epochs (full-batch steps when ``batch`` is 0) at ``lr``, ``relu`` after its
+    linear layer (SynSE/MSF), seeded by ``seed``."""
 
-    Scoring retrains the latent classifier, which costs far more than a training epoch, so the selection
-    protocol evaluates these methods every ``eval_every`` epochs (plus the last) instead of after each one; the
-    cycle methods (SynSE, MSF) set 1, since each of their loop epochs is a whole cycle.
-    """
+    latent: int
+    seen_per_class: int
+    unseen_per_class: int
+    epochs: int
+    lr: float
+    batch: int
+    relu: bool
+    seed: int
+    zsl_unseen_per_class: int | None = None
 
-    eval_every = 5
-    gate: str | None = None
-    gate_temperature = 2.0
 
-    def __init__(self, latent: int, seen_per_class: int, unseen_per_class: int, cls_epochs: int, cls_lr: float,
-                 cls_batch: int, cls_relu: bool, seed: int, zsl_unseen_per_class: int | None = None):
-        super().__init__()
-        self.latent = latent
-        self.seen_per_class = seen_per_class
-        self.unseen_per_class = unseen_per_class
-        self.zsl_unseen_per_class = unseen_per_class if zsl_unseen_per_class is None else zsl_unseen_per_class
-        self.cls_epochs, self.cls_lr, self.cls_batch, self.cls_relu = cls_epochs, cls_lr, cls_batch, cls_relu
-        self.seed = seed
-        self.register_buffer("seen_z", torch.zeros(0, latent))
+class LatentClassifierStage(BaseMethod):
+    """Base class of the generative baselines. Scoring retrains the latent classifier, which costs far more than
+    a training epoch: their specs evaluate them every few epochs (``eval_every``), or once per cycle."""
+
+    def __init__(self, visual_dim: int, sem_dim: int, hparams, context: MethodContext | None,
+                 classifier: LatentClassifier):
+        super().__init__(visual_dim, sem_dim, hparams, context)
+        c = classifier
+        self.latent = c.latent
+        self.seen_per_class = c.seen_per_class
+        self.unseen_per_class = c.unseen_per_class
+        self.zsl_unseen_per_class = c.unseen_per_class if c.zsl_unseen_per_class is None else c.zsl_unseen_per_class
+        self.cls_epochs, self.cls_lr, self.cls_batch, self.cls_relu = c.epochs, c.lr, c.batch, c.relu
+        self.seed = c.seed
+        self.register_buffer("seen_z", torch.zeros(0, c.latent))
         self.register_buffer("seen_y", torch.zeros(0, dtype=torch.long))
         self.register_buffer("seen_sem", torch.zeros(0, 0))
         self._classifiers: dict[str, nn.Module] = {}
-        self.backbone_heads: dict = {}
 
     def encode_visual(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
@@ -127,23 +131,3 @@ class LatentClassifierStage(nn.Module):
         mu, _ = self.encode_visual(visual)
         self.train(was)
         return torch.log_softmax(clf(mu), dim=1)
-
-    def seen_expert(self, visual: np.ndarray, classes: list[int], view: str) -> np.ndarray:
-        """MSF's seen-class expert: the backbone's own softmax over ``classes`` (Ks) at temperature
-        ``gate_temperature``, from its classifier head on the cached features ``visual`` (N, D) -> (N, Ks).
-
-        ``view`` says whose features they are (``main`` or ``validation``), each with its own backbone's head
-        (``backbone_heads[view]``, a :class:`smie.features.visual.BackboneHead`). The softmax covers ``classes``
-        only, so in the validation phase a main head is restricted to the phase's training classes.
-        """
-        head = self.backbone_heads.get(view)
-        if head is None:
-            raise SmieError(f"the MSF gate needs the {view} backbone's classifier head in the visual cache; "
-                            "re-run extract-visual with this smie version, or drop the option gate='msf'")
-        col = {c: i for i, c in enumerate(head.classes)}
-        missing = [int(c) for c in classes if int(c) not in col]
-        if missing:
-            raise SmieError(f"the {view} backbone's classifier head has no column for classes {missing[:10]}; the "
-                            "MSF gate needs every seen class of the split (use the visual cache's own split)")
-        idx = [col[int(c)] for c in classes]
-        return softmax(head.logits(visual)[:, idx], self.gate_temperature)

@@ -15,14 +15,18 @@ switches to one layer for 300-d word2vec).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from smie.pipeline.zsl.baselines.losses import hardest_triplet, multi_class_hinge
 from smie.pipeline.zsl.baselines.synse import split_pos
-from smie.pipeline.zsl.fit import adam
-from smie.pipeline.zsl.linear import Linear
+from smie.pipeline.zsl.compute import adam
+from smie.pipeline.zsl.compute import Linear
+from smie.pipeline.zsl.method import BaseMethod, MethodContext
+from smie.pipeline.zsl.spec import Epochs, MethodSpec
 
 
 class _PosSpace(nn.Module):
@@ -32,28 +36,33 @@ class _PosSpace(nn.Module):
         self.text = nn.Sequential(Linear(text_dim, text_hidden), nn.Tanh(), Linear(text_hidden, out), nn.ReLU())
 
 
-class JPoSE(nn.Module):
-    default_epochs = 100
-    default_lr = 1e-4
-    default_kinds = ("verb", "noun")
+@dataclass(frozen=True)
+class JPoSEParams:
+    out: int = 50
+    text_hidden: int = 512
+    margin: float = 0.3
+    triplet_weight: float = 0.01
+    joint_weight_decay: float = 1e-3
 
-    def __init__(self, visual_dim: int, sem_dim: int, out: int = 50, text_hidden: int = 512, margin: float = 0.3,
-                 triplet_weight: float = 0.01, joint_weight_decay: float = 1e-3):
-        super().__init__()
+
+class JPoSE(BaseMethod):
+    def __init__(self, visual_dim: int, sem_dim: int, hparams: JPoSEParams = JPoSEParams(),
+                 context: MethodContext | None = None):
+        super().__init__(visual_dim, sem_dim, hparams, context)
         E = sem_dim // 2
-        self.config = dict(visual_dim=int(visual_dim), sem_dim=int(sem_dim), out=int(out),
-                           text_hidden=int(text_hidden), margin=float(margin), triplet_weight=float(triplet_weight),
-                           joint_weight_decay=float(joint_weight_decay))
-        self.margin, self.triplet_weight, self.joint_wd = float(margin), float(triplet_weight), joint_weight_decay
+        out, text_hidden = hparams.out, hparams.text_hidden
+        self.margin, self.triplet_weight = float(hparams.margin), float(hparams.triplet_weight)
+        self.joint_wd = hparams.joint_weight_decay
         self.verb = _PosSpace(visual_dim, E, out, text_hidden)
         self.noun = _PosSpace(visual_dim, E, out, text_hidden)
         self.joint_vis = nn.Sequential(Linear(2 * out, out), nn.Tanh())
         self.joint_text = nn.Sequential(Linear(2 * out, out), nn.Tanh())
 
-    def configure_optimizer(self, opts) -> torch.optim.Optimizer:
+    def optimizer(self, lr: float) -> torch.optim.Optimizer:
+        """Adam, with the code's weight decay on the joint module only."""
         joint = list(self.joint_vis.parameters()) + list(self.joint_text.parameters())
         pos = list(self.verb.parameters()) + list(self.noun.parameters())
-        return adam([{"params": pos}, {"params": joint, "weight_decay": self.joint_wd}], lr=opts.lr)
+        return adam([{"params": pos}, {"params": joint, "weight_decay": self.joint_wd}], lr=lr)
 
     def _text(self, class_sem: torch.Tensor):
         verb, noun = split_pos(class_sem)
@@ -82,9 +91,9 @@ class JPoSE(nn.Module):
         loss = loss + self.triplet_weight * (hardest_triplet(vv, verb_ids, m) + hardest_triplet(vn, noun_ids, m))
         return loss + multi_class_hinge(vj, tj, cj, m)
 
-    def finalize(self, train, class_sem: torch.Tensor) -> None:
-        """JPoSE has no second stage."""
-
     def scores(self, visual: torch.Tensor, class_sem: torch.Tensor) -> torch.Tensor:
         """(N, D), (K, 2E') -> (N, K) dot products in the joint space."""
         return self._visual(visual)[2] @ self._text(class_sem)[2].T
+
+
+SPEC = MethodSpec("jpose", JPoSE, JPoSEParams, lr=1e-4, budget=Epochs(100), kinds=("verb", "noun"))

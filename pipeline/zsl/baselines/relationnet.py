@@ -13,30 +13,38 @@ the batch.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from smie.pipeline.zsl.fit import adam
-from smie.pipeline.zsl.linear import Linear
+from smie.pipeline.zsl.compute import adam
+from smie.pipeline.zsl.compute import Linear
+from smie.pipeline.zsl.method import BaseMethod, MethodContext
+from smie.pipeline.zsl.spec import Epochs, MethodSpec
 
 
-class RelationNet(nn.Module):
-    default_epochs = 100
-    default_lr = 1e-3
+@dataclass(frozen=True)
+class RelationNetParams:
+    hidden: int = 1024
+    relation_hidden: int = 400
+    weight_decay: float = 1e-5
 
-    def __init__(self, visual_dim: int, sem_dim: int, hidden: int = 1024, relation_hidden: int = 400,
-                 weight_decay: float = 1e-5):
-        super().__init__()
-        self.config = dict(visual_dim=int(visual_dim), sem_dim=int(sem_dim), hidden=int(hidden),
-                           relation_hidden=int(relation_hidden), weight_decay=float(weight_decay))
-        self.weight_decay = float(weight_decay)
+
+class RelationNet(BaseMethod):
+    def __init__(self, visual_dim: int, sem_dim: int, hparams: RelationNetParams = RelationNetParams(),
+                 context: MethodContext | None = None):
+        super().__init__(visual_dim, sem_dim, hparams, context)
+        hidden, relation_hidden = hparams.hidden, hparams.relation_hidden
+        self.weight_decay = float(hparams.weight_decay)
         self.embed = nn.Sequential(Linear(sem_dim, hidden), nn.ReLU(), Linear(hidden, visual_dim), nn.ReLU())
         self.rel_visual = Linear(visual_dim, relation_hidden)
         self.rel_sem = Linear(visual_dim, relation_hidden, bias=False)
         self.rel_out = Linear(relation_hidden, 1)
 
-    def configure_optimizer(self, opts) -> torch.optim.Optimizer:
-        return adam(self.parameters(), lr=opts.lr, weight_decay=self.weight_decay)
+    def optimizer(self, lr: float) -> torch.optim.Optimizer:
+        """Adam with the paper's weight decay."""
+        return adam(self.parameters(), lr=lr, weight_decay=self.weight_decay)
 
     def _relations(self, visual: torch.Tensor, class_sem: torch.Tensor) -> torch.Tensor:
         """(N, D), (K, E) -> (N, K) relation scores in [0, 1].
@@ -53,10 +61,10 @@ class RelationNet(nn.Module):
         target = torch.nn.functional.one_hot(batch.labels, r.shape[1]).to(r.dtype)
         return ((r - target) ** 2).mean()
 
-    def finalize(self, train, class_sem: torch.Tensor) -> None:
-        """RelationNet has no second stage."""
-
     def scores(self, visual: torch.Tensor, class_sem: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
         """(N, D), (K, E) -> (N, K) relation scores, in chunks of samples to bound the (N, K, hidden) memory."""
         return torch.cat([self._relations(v, class_sem) for v in visual.split(chunk)]) if len(visual) else \
             visual.new_zeros(0, class_sem.shape[0])
+
+
+SPEC = MethodSpec("relationnet", RelationNet, RelationNetParams, lr=1e-3, budget=Epochs(100))

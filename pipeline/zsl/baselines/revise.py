@@ -16,11 +16,15 @@ gradient, so it never trains); Adam lr 1e-4, 100 epochs (code: 300 epochs with p
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from smie.pipeline.zsl.baselines.losses import gaussian_mmd, multi_class_hinge
-from smie.pipeline.zsl.linear import Linear
+from smie.pipeline.zsl.compute import Linear
+from smie.pipeline.zsl.method import BaseMethod, MethodContext
+from smie.pipeline.zsl.spec import Epochs, MethodSpec
 
 
 class _AE(nn.Module):
@@ -40,19 +44,24 @@ class _AE(nn.Module):
         return h, self.decoder(h), self.head(h)
 
 
-class ReViSE(nn.Module):
-    default_epochs = 100
-    default_lr = 1e-4
+@dataclass(frozen=True)
+class ReViSEParams:
+    visual_hidden: int = 500
+    hidden: int = 100
+    out: int = 50
+    margin: float = 0.3
+    gamma: float = 1e-4
+    mmd_k: float = 32.0
 
-    def __init__(self, visual_dim: int, sem_dim: int, visual_hidden: int = 500, hidden: int = 100, out: int = 50,
-                 margin: float = 0.3, gamma: float = 1e-4, mmd_k: float = 32.0):
-        super().__init__()
-        self.config = dict(visual_dim=int(visual_dim), sem_dim=int(sem_dim), visual_hidden=int(visual_hidden),
-                           hidden=int(hidden), out=int(out), margin=float(margin), gamma=float(gamma),
-                           mmd_k=float(mmd_k))
-        self.margin, self.gamma, self.mmd_k = float(margin), float(gamma), float(mmd_k)
-        self.vis = _AE((visual_dim, visual_hidden, hidden), out)
-        self.att = _AE((sem_dim, hidden), out)
+
+class ReViSE(BaseMethod):
+    def __init__(self, visual_dim: int, sem_dim: int, hparams: ReViSEParams = ReViSEParams(),
+                 context: MethodContext | None = None):
+        super().__init__(visual_dim, sem_dim, hparams, context)
+        h = hparams
+        self.margin, self.gamma, self.mmd_k = float(h.margin), float(h.gamma), float(h.mmd_k)
+        self.vis = _AE((visual_dim, h.visual_hidden, h.hidden), h.out)
+        self.att = _AE((sem_dim, h.hidden), h.out)
 
     @staticmethod
     def _prep(visual: torch.Tensor) -> torch.Tensor:
@@ -71,9 +80,9 @@ class ReViSE(nn.Module):
         return multi_class_hinge(vemb, temb, class_emb, self.margin) + vis_rec + att_rec + gaussian_mmd(
             vh, th, self.mmd_k)
 
-    def finalize(self, train, class_sem: torch.Tensor) -> None:
-        """ReViSE has no second stage."""
-
     def scores(self, visual: torch.Tensor, class_sem: torch.Tensor) -> torch.Tensor:
         """(N, D), (K, E) -> (N, K) dot products of the 50-d embeddings."""
         return self.vis(self._prep(visual))[2] @ self.att(class_sem)[2].T
+
+
+SPEC = MethodSpec("revise", ReViSE, ReViSEParams, lr=1e-4, budget=Epochs(100))

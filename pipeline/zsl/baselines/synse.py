@@ -15,8 +15,8 @@ The authors gate between this ZSL classifier and the backbone's own seen-class s
 whose temperature and threshold they grid-search on a held-out fifth (``gating_synse_model_training.py``); that
 gate is MSF's (``msf --option gate='msf'``, with MSF's fixed T = 2 and threshold 0.5) and is not offered here.
 Defaults: latent 100 (the code's NTU-60 setting), 10 cycles of 1700 steps, Adam lr 1e-4 at a constant rate,
-batches of 64, as in the code; one loop epoch per cycle (``smie.pipeline.zsl.baselines.run``), so training stops
-after exactly 10 x 1700 steps and is evaluated at cycle ends. The code keeps the cycle with the best test
+batches of 64, as in the code (its spec); a :class:`~smie.pipeline.zsl.spec.Cycles` budget, one unit per cycle, so
+training stops after exactly 10 x 1700 steps and is evaluated at cycle ends. The code keeps the cycle with the best test
 accuracy; here selection is on validation.
 """
 from __future__ import annotations
@@ -25,9 +25,11 @@ import torch
 import torch.nn.functional as F
 
 from smie.features.store import SmieError
-from smie.pipeline.zsl.baselines.generative import LatentClassifierStage
-from smie.pipeline.zsl.baselines.vae import (GaussianEncoder, cycle_weights, decoder, kl_divergence, reparameterize,
-                                               weighted_sum)
+from smie.pipeline.zsl.baselines.generative import LatentClassifier, LatentClassifierStage
+from smie.pipeline.zsl.baselines.vae import (CycleParams, GaussianEncoder, cycle_weights, decoder, kl_divergence,
+                                               reparameterize, weighted_sum)
+from smie.pipeline.zsl.method import MethodContext
+from smie.pipeline.zsl.spec import Cycles, MethodSpec
 
 
 def split_pos(class_sem: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,26 +41,16 @@ def split_pos(class_sem: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class SynSE(LatentClassifierStage):
-    default_lr = 1e-4
-    default_batch_size = 64
-    default_schedule = "constant"
-    default_cycles = 10
-    default_cycle_length = 1700
-    default_kinds = ("verb", "noun")
-    eval_every = 1
-
-    def __init__(self, visual_dim: int, sem_dim: int, latent: int = 100, cycle_length: int = 1700, cycles: int = 10,
-                 seen_per_class: int = 200, unseen_per_class: int = 500, cls_steps: int = 300, cls_lr: float = 1e-3,
-                 seed: int = 0, cycle_base: int | None = None):
-        super().__init__(latent, seen_per_class, unseen_per_class, cls_steps, cls_lr, 0, True, seed)
+    def __init__(self, visual_dim: int, sem_dim: int, hparams: CycleParams = CycleParams(),
+                 context: MethodContext | None = None):
+        h = hparams
+        super().__init__(visual_dim, sem_dim, h, context, LatentClassifier(
+            h.latent, h.seen_per_class, h.unseen_per_class, h.cls_steps, h.cls_lr, 0, True, h.seed))
+        latent = h.latent
         if sem_dim % 2 or latent % 2:
             raise SmieError(f"SynSE needs an even semantic width (verb + noun) and latent size; got {sem_dim}, "
                             f"{latent}")
-        self.config = dict(visual_dim=int(visual_dim), sem_dim=int(sem_dim), latent=int(latent),
-                           cycle_length=int(cycle_length), cycles=int(cycles), seen_per_class=int(seen_per_class),
-                           unseen_per_class=int(unseen_per_class), cls_steps=int(cls_steps), cls_lr=float(cls_lr),
-                           seed=int(seed), cycle_base=None if cycle_base is None else int(cycle_base))
-        self.cycle_length, self.cycles, self.cycle_base = int(cycle_length), int(cycles), cycle_base
+        self.cycle_length, self.cycles, self.cycle_base = int(h.cycle_length), int(h.cycles), h.cycle_base
         half, E = latent // 2, sem_dim // 2
         self.enc_s = GaussianEncoder(visual_dim, latent)
         self.dec_s = decoder(latent, visual_dim, out_relu=True)
@@ -95,3 +87,7 @@ class SynSE(LatentClassifierStage):
             (w["kl_text"], lambda: kl_divergence(mu_n, lv_n) + kl_divergence(mu_v, lv_v)),
             (w["cross"], lambda: mse(self.dec_noun(z_s[:, :half]), noun) + mse(self.dec_verb(z_s[:, half:]), verb)
              + mse(self.dec_s(torch.cat([z_n, z_v], 1)), s)))
+
+
+SPEC = MethodSpec("synse", SynSE, CycleParams, lr=1e-4, budget=Cycles(10, 1700), batch_size=64, schedule="constant",
+                  selectable="any", kinds=("verb", "noun"), run_params=("seed",))

@@ -7,12 +7,13 @@ Shapes: features (B, D) or (B, E); latents (B, L).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import nn
 
-from smie.pipeline.zsl.linear import Linear, mm
+from smie.pipeline.zsl.compute import Linear, mm
 
 
 class GaussianEncoder(nn.Module):
@@ -144,6 +145,25 @@ def train_latent_classifier(
     for p in clf.parameters():
         p.requires_grad_(False)
     return clf
+
+
+@dataclass(frozen=True)
+class CycleParams:
+    """SynSE's and MSF's shared hyper-parameters: the latent width, the cycle schedule (``cycle_length`` steps a
+    cycle, ``cycles`` of them; ``cycle_base`` the length the code's step constants are rescaled from, set when a
+    small data set shortens the cycle) and the latent classifier (``seen_per_class`` encoded samples per seen class
+    in GZSL, ``unseen_per_class`` text latents per unseen class, ``cls_steps`` full-batch Adam steps at ``cls_lr``),
+    seeded by ``seed``."""
+
+    latent: int = 100
+    cycle_length: int = 1700
+    cycles: int = 10
+    seen_per_class: int = 200
+    unseen_per_class: int = 500
+    cls_steps: int = 300
+    cls_lr: float = 1e-3
+    seed: int = 0
+    cycle_base: int | None = None
 
 
 def cycle_weights(step: int, cycle_length: int = 1700, base: int | None = None) -> dict[str, float]:
