@@ -19,7 +19,7 @@ import click
 
 from smie.pipeline.tools.cli_options import (
     CENTERS, COUNT, DROP, FRAMES, NONNEG, PROCESSES, SEED, WORKERS, Checked, ExistingPath, InDir, InFile,
-    Numbers, OutDir, Real, batch_size_option, class_source, combine_option, device_option, done,
+    LabelPattern, Numbers, OutDir, Real, batch_size_option, class_source, combine_option, device_option, done,
     epochs_exceed_warmup, epochs_option, floats, fractions_leave_training, gzsl_option, input_option, kinds_option,
     lr_option, no_resume_option, options, out_option, seed_option, skeletons_option, splits_option, text_option,
     val_features_option, visual_option,
@@ -56,14 +56,18 @@ def main() -> None:
 
 @main.command()
 @click.option("--format", required=True,
-              type=click.Choice(["ntu", "pku", "aimclr", "pyskl", "ctrgcn", "msr", "npz"]), help="Input format.")
+              type=click.Choice(["ntu", "pku", "aimclr", "pyskl", "ctrgcn", "msr", "npz", "bvh"]), help="Input format.")
 @options(input_option(help="Input file or directory."), out_option(help="Skeleton cache to write (.h5)."))
 @click.option("--frames", "num_frames", type=FRAMES, default=50, show_default=True,
               help="Frames per sequence after resampling.")
 @click.option("--max-bodies", type=click.IntRange(1, 16), default=2, show_default=True,
               help="Bodies kept per sequence.")
-@click.option("--dataset", default=None, help="Class table to use (ntu60, ntu120, pku51, msr); inferred when omitted.")
-@click.option("--labels", type=ExistingPath, default=None, help="PKU-MMD label directory or file.")
+@click.option("--dataset", default=None,
+              help="Class table (ntu60, ntu120, pku51, msr) or, for npz and bvh, a data set name; inferred when omitted.")
+@click.option("--labels", type=ExistingPath, default=None,
+              help="pku: PKU-MMD label directory or file; bvh: a table of file stem -> class name (TSV or CSV).")
+@click.option("--label-pattern", type=LabelPattern(), default=None,
+              help="bvh: class labels from file names, e.g. 'dataset-1_{label}_{style}_{id}'.")
 @click.option("--skip-bad", is_flag=True, help="Skip and report bad samples instead of stopping.")
 @click.option("--center", type=CENTERS, default="first", show_default=True,
               help="Centring: body-centre joint of the first valid frame (first), per frame as 2s-AGCN/CrossCLR "
