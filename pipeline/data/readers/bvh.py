@@ -140,6 +140,9 @@ def parse_bvh(path: Path, header_only: bool = False) -> Clip:
                 raise SmieError(f"{path}: line {joints[done]['line']}: joint {joints[done]['name']} has no OFFSET")
             if not stack:
                 break
+        elif tok == "MOTION":
+            raise SmieError(f"{path}: line {lineno}: garbled hierarchy: MOTION with {len(stack)} block(s) still open "
+                            "(unbalanced braces)")
         else:
             raise SmieError(f"{path}: line {lineno}: garbled hierarchy: unexpected {tok!r}")
     tok, lineno = take("MOTION")
