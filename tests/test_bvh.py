@@ -240,3 +240,20 @@ def test_label_options_are_checked(tmp_path):
     assert result.exit_code == 2 and "--label-pattern" in result.output and "{label}" in result.output
     with pytest.raises(SmieError, match="--label-pattern applies to the bvh format only, not npz"):
         load_raw("npz", tmp_path, label_pattern="{label}")
+
+
+def test_skip_bad_skips_a_bad_clip_and_lists_it(tmp_path):
+    d = write_clips(tmp_path / "clips", {"a_walk_1": 6, "b_walk_2": 6, "c_run_3": 6})
+    _spoil("unknown-channel", d / "a_walk_1.bvh")  # the first file: the layout comes from the next good one
+    result = CliRunner().invoke(main, ["prepare", *map(str, prepare_args("bvh", d, tmp_path / "x.h5")[1:]),
+                                       "--label-pattern", "{id}_{label}_{n}", "--skip-bad"])
+    assert result.exit_code == 0, result.output
+    assert "wrote 2 samples of 2 classes" in result.output and "skipped a_walk_1: " in result.output
+    assert "a_walk_1.bvh: line 9: unknown or repeated channel name" in result.output
+
+
+def test_a_rig_lying_along_x_is_refused(tmp_path):
+    f = tmp_path / "lying.bvh"
+    f.write_text(bvh_text([frame(root=(0, 0, 0), root_zxy=(90, 0, 0))] * 4))  # Rz(90): the spine points along -x
+    with pytest.raises(SmieError, match=r"lying\.bvh: cannot tell the up axis: the body is tallest along x"):
+        load_raw("bvh", f)

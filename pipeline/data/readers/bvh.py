@@ -7,33 +7,28 @@ positions come from forward kinematics: a joint's local translation is its posit
 lists them (``Zrotation Xrotation Yrotation`` = Rz Rx Ry, column vectors, degrees), so any order, per joint, is
 honoured; world = parent world x local. End Sites carry no channels and are dropped.
 
-The rig becomes the cache's custom layout (:class:`smie.pipeline.data.layouts.Layout`): joint names from the
-hierarchy, bones from the parent links, centre = the first joint named like the hips (``hips``/``pelvis``), else
-the root. Ancestors of the centre that are a bare chain above it (MotionBuilder's ``Reference``, Bandai-Namco's
-``joint_Root``: a fixed anchor at the world origin) are not body joints: their transform is applied, their
-position is not kept. The up axis is the one along which the body is tallest in the first clip (median over
-frames), which must be ``y`` or ``z`` with the centre above the lowest joint. Every clip must have the same
-joints with the same parents (offsets may differ: actors differ in size). Coordinates stay in the file's units;
-the frame rates and the unit guessed from the rig's size are recorded in the cache's provenance.
+The rig becomes the cache's custom layout (:mod:`smie.pipeline.data.readers.bvh_rig`: joint names from the
+hierarchy, bones from the parent links, the hips as centre, the up axis from the data). Every clip must have the
+same joints with the same parents (offsets may differ: actors differ in size). Coordinates stay in the file's
+units; the frame rates and the unit guessed from the rig's size are recorded in the cache's provenance.
 
 Labels come from :mod:`smie.pipeline.data.readers.file_labels` (``--labels`` table or ``--label-pattern``);
 without either the clips are unlabelled (``predict``, ``show``). Errors name the file and line.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from smie.features.store import SmieError
-from smie.pipeline.data.layouts import Layout, LayoutError, custom_spec, tree_towards
+from smie.pipeline.data.layouts import custom_spec
 from smie.pipeline.data.readers.base import RawSample, RawSource, list_files, pad_bodies
+from smie.pipeline.data.readers.bvh_rig import guess_unit, rig_layout
 from smie.pipeline.data.readers.file_labels import label_files
 
 CHANNELS = ("Xposition", "Yposition", "Zposition", "Xrotation", "Yrotation", "Zrotation")
-CENTRE_NAMES = re.compile(r"hips|pelvis", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -232,93 +227,48 @@ def forward_kinematics(clip: Clip) -> np.ndarray:
     return pos.transpose(1, 0, 2)
 
 
-def rig_layout(clip: Clip, name: str, where: Path) -> tuple[Layout, list[int]]:
-    """The layout ``NAME-V`` of ``clip``'s rig (see the module docstring) and the hierarchy indices of its V
-    joints."""
-    joints = clip.joints
-    center = next((i for i, j in enumerate(joints) if CENTRE_NAMES.search(j.name)), 0)
-    above, j = [], joints[center].parent
-    while j >= 0:
-        above.append(j)
-        j = joints[j].parent
-    chain = all(sum(k.parent == a for k in joints) == 1 for a in above)
-    keep = [i for i in range(len(joints)) if not (chain and i in above)]
-    at = {old: new for new, old in enumerate(keep)}
-    edges = [(at[i], at[joints[i].parent]) for i in keep if joints[i].parent in at]
-    xyz = forward_kinematics(clip)[:, keep]  # (F, V, 3)
-    extent = np.median(xyz.max(axis=1) - xyz.min(axis=1), axis=0)
-    up = int(np.argmax(extent))
-    height = xyz[:, at[center], up] - xyz[:, :, up].min(axis=1)
-    if up == 0 or np.median(height) <= 0:
-        raise SmieError(f"{where}: cannot tell the up axis: the body is tallest along {'xyz'[up]} "
-                        f"(extents {np.round(extent, 2).tolist()}) with the centre {joints[center].name} "
-                        f"{'below' if np.median(height) <= 0 else 'above'} the lowest joint; smie reads y-up or z-up")
-    try:
-        bones = tree_towards(len(keep), edges, at[center])
-        layout = Layout(f"{name}-{len(keep)}", tuple(joints[i].name for i in keep), bones, at[center], at[center],
-                        "xyz"[up])
-    except LayoutError as exc:
-        raise SmieError(f"{where}: {exc}") from None
-    return layout, keep
-
-
-def guess_unit(clip: Clip, keep: list[int]) -> tuple[str, float]:
-    """The length unit a human-sized rig suggests, from its longest joint-to-joint path through the skeleton
-    (head to toe, or hand to hand: about 1.4-2 m for adults, pose-independent), and that span in file units."""
-    joints = clip.joints
-    length = [float(np.linalg.norm(j.offset)) if j.parent >= 0 else 0.0 for j in joints]
-    depth = {}
-    for i, j in enumerate(joints):  # distance from the root along the hierarchy
-        depth[i] = (depth[j.parent] if j.parent >= 0 else 0.0) + length[i]
-    kept = set(keep)
-    leaves = [i for i in kept if not any(k.parent == i for k in joints)]
-    span = 0.0
-    for a in leaves:
-        for b in leaves:
-            x, y = a, b
-            anc = set()
-            while x >= 0:
-                anc.add(x)
-                x = joints[x].parent
-            while y not in anc:
-                y = joints[y].parent
-            span = max(span, depth[a] + depth[b] - 2 * depth[y])
-    for unit, lo, hi in (("m", 0.5, 3.0), ("cm", 50.0, 300.0), ("mm", 500.0, 3000.0)):
-        if lo <= span < hi:
-            return unit, span
-    return "unknown", span
-
-
 def read_bvh(path: Path, *, max_bodies: int = 2, dataset: str | None = None, labels: Path | None = None,
              label_pattern: str | None = None, **_: object) -> RawSource:
-    """A ``.bvh`` file or a directory of them -> :class:`RawSource` with the rig's custom layout."""
+    """A ``.bvh`` file or a directory of them -> :class:`RawSource` with the rig's custom layout.
+
+    Every (labelled) file's hierarchy is read up front: the first good one gives the layout; a file whose
+    hierarchy is bad or of another rig fails when its item loads, so ``--skip-bad`` can skip it."""
     path = Path(path)
     files = list_files(path, "*.bvh", "BVH")
-    stems = [f.stem for f in files]
-    named = label_files(stems, path, labels, label_pattern)
-    heads = {f: parse_bvh(f, header_only=True) for f in files}
-    first = parse_bvh(files[0])
-    layout, keep = rig_layout(first, "bvh", files[0])
+    named = label_files([f.stem for f in files], path, labels, label_pattern)
+    todo = [f for f in files if named is None or f.stem in named.label]
+    heads: dict[Path, Clip] = {}
+    bad: dict[Path, SmieError] = {}
+    for f in todo:
+        try:
+            heads[f] = parse_bvh(f, header_only=True)
+        except SmieError as exc:
+            bad[f] = exc
+    if not heads:
+        raise bad[todo[0]]
+    ref = next(iter(heads))
+    first = parse_bvh(ref)
+    layout, keep = rig_layout(first.joints, forward_kinematics(first), "bvh", ref)
     shape = [(j.name, j.parent) for j in first.joints]
     for f, clip in heads.items():
         if [(j.name, j.parent) for j in clip.joints] != shape:
-            raise SmieError(f"{f}: its skeleton differs from {files[0].name}'s (joint names or parents); one "
-                            "input holds one rig")
-    unit, span = guess_unit(first, keep)
-    rates = sorted({round(1 / c.frame_time, 3) for c in heads.values()})
-    info = {"format": "bvh", "frame_rates": rates, "units": unit, "rig_span": round(span, 3),
+            bad[f] = SmieError(f"{f}: its skeleton differs from {ref.name}'s (joint names or parents); one input "
+                               "holds one rig")
+    unit, span = guess_unit(first.joints, keep)
+    info = {"format": "bvh", "frame_rates": sorted({round(1 / c.frame_time, 3) for c in heads.values()}),
+            "units": unit, "rig_span": round(span, 3),
             "units_note": "coordinates as in the files (BVH has no unit field); unit guessed from the rig's "
                           "longest joint-to-joint path", "joints_in_file": len(first.joints),
             "joints_dropped": [first.joints[i].name for i in range(len(first.joints)) if i not in keep]}
 
     def load(f: Path):
-        clip = parse_bvh(f)
-        xyz = forward_kinematics(clip)[:, keep].astype(np.float32)  # (T, V, 3)
+        if f in bad:
+            raise bad[f]
+        xyz = forward_kinematics(parse_bvh(f))[:, keep].astype(np.float32)  # (T, V, 3)
         label = named.label[f.stem] if named else -1
         meta = dict(named.meta.get(f.stem, {})) if named else {}
         return [RawSample(pad_bodies(xyz.transpose(2, 0, 1)[..., None], max_bodies), label, f.stem, meta, str(f))]
 
-    todo = [f for f in files if named is None or f.stem in named.label]
     items = [(f.stem, (lambda f=f: load(f))) for f in todo]
     dataset = dataset or (path.name if path.is_dir() else path.stem)
     return RawSource(named.class_names if named else (), layout.name, dataset, items,
