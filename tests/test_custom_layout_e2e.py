@@ -1,7 +1,8 @@
 """Any skeleton end to end (the acceptance of issue 28): a synthetic 7-joint custom layout and a synthetic hand-21
-set, each written as a plain npz, run through prepare -> pretrain-backbone -> extract-visual -> embed-labels ->
-fit-estimator at tiny sizes with the real ST-GCN and the real MiniLM encoder; the custom layout travels into the
-checkpoint, so ``predict`` checks a raw file against it and ``show`` draws the cache with its own bones."""
+set, each written as a plain npz, and a directory of synthetic BVH clips, run through prepare ->
+pretrain-backbone -> extract-visual -> embed-labels -> fit-estimator at tiny sizes with the real ST-GCN and the
+real MiniLM encoder; the custom layout travels into the checkpoint, so ``predict`` checks a raw file (an npz, a
+``.bvh``) against it and ranks free-text labels for it, and ``show`` draws the cache with its own bones."""
 from __future__ import annotations
 
 import json
@@ -14,11 +15,13 @@ from smie.cli import main
 from smie.features.skeletons import read_skeletons
 from smie.pipeline.data.layouts import LAYOUTS, layout_of
 from smie.pipeline.visual.backbones import load_backbone
+from tests.test_bvh import bvh_text, upright
 from tests.test_layouts_custom import STICK
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 CLASSES = {"stick-7": ("hop on both feet", "sway side to side", "sit down", "kick forward"),
-           "hand-21": ("thumbs up", "wave the hand", "make a fist", "point with the index finger")}
+           "hand-21": ("thumbs up", "wave the hand", "make a fist", "point with the index finger"),
+           "bvh-5": ("kick", "wave", "bow", "run")}
 
 
 def run(*args) -> str:
@@ -46,12 +49,25 @@ def write_npz(path, name: str, per_class: int = 8, T: int = 16, seed: int = 0):
     return path
 
 
-@pytest.fixture(scope="module", params=["stick-7", "hand-21"])
+def write_bvh_clips(d, per_class: int = 8):
+    """A directory of synthetic BVH clips ``mocap_<class>_<i>.bvh`` of the 5-joint rig of tests/test_bvh.py."""
+    d.mkdir()
+    for k, name in enumerate(CLASSES["bvh-5"]):
+        for i in range(per_class):
+            (d / f"mocap_{name}_{i:02d}.bvh").write_text(bvh_text(upright(10 + i % 5, seed=100 * k + i)))
+    return d
+
+
+@pytest.fixture(scope="module", params=["stick-7", "hand-21", "bvh-5"])
 def chain(request, tmp_path_factory):
     name = request.param
     d = tmp_path_factory.mktemp(name)
-    raw = write_npz(d / f"{name}.npz", name)
-    run("prepare", "--format", "npz", "--input", raw, "--out", d / "sk.h5", "--frames", "16", "--max-bodies", "1")
+    if name == "bvh-5":
+        raw = write_bvh_clips(d / "clips")
+        fmt = ["bvh", "--label-pattern", "mocap_{label}_{take}"]
+    else:
+        raw, fmt = write_npz(d / f"{name}.npz", name), ["npz"]
+    run("prepare", "--format", *fmt, "--input", raw, "--out", d / "sk.h5", "--frames", "16", "--max-bodies", "1")
     run("pretrain-backbone", "--skeletons", d / "sk.h5", "--split", "random:1:seed=0", "--epochs", "1",
         "--batch-size", "8", "--device", "cpu", "--out", d / "b.pt")
     run("extract-visual", "--skeletons", d / "sk.h5", "--backbone", d / "b.pt", "--out", d / "v.h5", "--views", "2",
@@ -73,18 +89,21 @@ def test_the_chain_runs_on_the_layout(chain):
     if name == "hand-21":
         assert layout is LAYOUTS["hand-21"] and info.layout_spec is None  # a preset travels by name
     else:
-        assert info.layout_spec == layout.spec() and layout.up_axis == "z"  # a custom layout travels as data
+        assert info.layout_spec == layout.spec()  # a custom layout travels as data
+        assert layout.up_axis == ("z" if name == "stick-7" else "y")
     metrics = json.loads((d / "run" / "metrics.json").read_text())
     assert 0.0 <= metrics["zsl"]["selected"]["acc"] <= 1.0
 
 
 def test_predict_ranks_free_text_labels_for_a_raw_file_of_the_layout(chain, tmp_path):
     name, d, raw = chain
+    files = sorted(raw.glob("*.bvh"))[:3] if name == "bvh-5" else [raw]  # raw .bvh files: the format from the name
+    fmt = [] if name == "bvh-5" else ["--format", "npz"]
     out = run("predict", "--backbone", d / "b.pt", "--estimator", d / "run", "--labels", "jumping", "--labels",
-              "waving", "--json", "--format", "npz", "--device", "cpu", "--top-k", "2", raw)
+              "waving", "--json", *fmt, "--device", "cpu", "--top-k", "2", *files)
     rows = json.loads(out)
-    assert len(rows) == 2 * 32 and {r["label"] for r in rows} == {"jumping", "waving"}
-    other = write_npz(tmp_path / "other.npz", "hand-21" if name == "stick-7" else "stick-7")
+    assert len(rows) == 2 * (3 if name == "bvh-5" else 32) and {r["label"] for r in rows} == {"jumping", "waving"}
+    other = write_npz(tmp_path / "other.npz", "hand-21" if name != "hand-21" else "stick-7")
     result = CliRunner().invoke(main, ["predict", "--backbone", str(d / "b.pt"), "--estimator", str(d / "run"),
                                        "--labels", "jumping", "--format", "npz", "--device", "cpu", str(other)])
     assert result.exit_code == 1 and "other.npz" in result.output and "but the backbone" in result.output
@@ -92,7 +111,10 @@ def test_predict_ranks_free_text_labels_for_a_raw_file_of_the_layout(chain, tmp_
 
 
 def test_show_draws_the_layout_bones(chain, tmp_path):
-    name, d, _ = chain
+    name, d, raw = chain
     png = tmp_path / f"{name}.png"
     run("show", d / "sk.h5", "--out", png, "--index", "0", "--index", "9")
     assert png.stat().st_size > 5000
+    if name == "bvh-5":  # a raw clip, read and drawn with the rig's own bones
+        run("show", sorted(raw.glob("*.bvh"))[0], "--out", tmp_path / "raw.png")
+        assert (tmp_path / "raw.png").stat().st_size > 5000
