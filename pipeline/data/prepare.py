@@ -89,8 +89,8 @@ _WORKER: dict = {}
 
 
 def _open(cfg: PrepareConfig):
-    opts = {"label_pattern": cfg.label_pattern} if cfg.label_pattern is not None else {}
-    return open_raw(cfg.format, cfg.input, max_bodies=cfg.max_bodies, dataset=cfg.dataset, labels=cfg.labels, **opts)
+    return open_raw(cfg.format, cfg.input, max_bodies=cfg.max_bodies, dataset=cfg.dataset, labels=cfg.labels,
+                    label_pattern=cfg.label_pattern)
 
 
 def _init_worker(cfg: PrepareConfig) -> None:
