@@ -19,7 +19,7 @@ import click
 
 from smie.pipeline.tools.cli_options import (
     CENTERS, COUNT, DROP, FRAMES, NONNEG, PROCESSES, SEED, WORKERS, Checked, ExistingPath, InDir, InFile,
-    Numbers, OutDir, Real, batch_size_option, class_source, combine_option, compute_config, compute_options,
+    LabelPattern, Numbers, OutDir, Real, batch_size_option, class_source, combine_option, compute_config, compute_options,
     device_option, done, epochs_exceed_warmup, epochs_option, floats, fractions_leave_training, gzsl_option,
     input_option, kinds_option, lr_option, no_resume_option, options, out_option, seed_option, skeletons_option,
     splits_option, text_option,
@@ -68,8 +68,12 @@ def main() -> None:
 @click.option("--max-bodies", type=click.IntRange(1, 16), default=2, show_default=True,
               help="Bodies kept per sequence.")
 @click.option("--dataset", default=None,
-              help=f"Class table to use ({', '.join(names(DATASETS))}); inferred when omitted.")
-@click.option("--labels", type=ExistingPath, default=None, help="PKU-MMD label directory or file.")
+              help=f"Class table ({', '.join(names(DATASETS))}) or, for npz and bvh, a data set name; inferred when "
+                   "omitted.")
+@click.option("--labels", type=ExistingPath, default=None,
+              help="pku: PKU-MMD label directory or file; bvh: a table of file stem -> class name (TSV or CSV).")
+@click.option("--label-pattern", type=LabelPattern(), default=None,
+              help="bvh: class labels from file names, e.g. 'dataset-1_{label}_{style}_{id}'.")
 @click.option("--skip-bad", is_flag=True, help="Skip and report bad samples instead of stopping.")
 @click.option("--center", type=CENTERS, default="first", show_default=True,
               help="Centring: body-centre joint of the first valid frame (first), per frame as 2s-AGCN/CrossCLR "

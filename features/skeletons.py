@@ -3,6 +3,11 @@
 Layout (see docs/cache-format.md): ``skeletons`` (N, C, T, V, M) float32 chunked one sample per chunk,
 ``labels`` (N,) int64, ``lengths`` (N,) int32, ``sample_ids`` (N,) str, ``class_names`` (K,) str,
 group ``meta`` of per-sample int32 columns; root attributes ``layout``, ``dataset``, ``num_frames``.
+Schema-version 2 adds the group ``joint_layout`` (the layout as data: ``joint_names`` (V,) str, ``bones``
+(V-1, 2) int32 (child, parent) pairs, attributes ``center``, ``graph_center``, ``up_axis``), written whenever the
+set carries a ``layout_spec`` (``smie prepare`` always does; a custom layout needs it). Version 1 files have none:
+their ``layout`` is a preset name. This module stores the spec as plain data; building and validating the
+layout is :func:`smie.pipeline.data.layouts.layout_of`'s job (the data layer sits above this one).
 """
 from __future__ import annotations
 
@@ -26,7 +31,7 @@ from smie.features.store import (
 )
 
 ENCODING_TYPE = "smie.skeletons"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 WRITE_ROWS = 1024  # rows per HDF5 write; fixed, so equal inputs give equal bytes
 
 
@@ -37,6 +42,8 @@ class SkeletonSet:
     ``data`` is (N, C, T, V, M) float32; ``labels`` (N,) int64 indexes ``class_names`` (the data set's whole
     class table, K entries); ``lengths`` (N,) int32 is the valid frame count before resampling;
     ``meta`` holds per-sample int32 columns (subject, setup, camera, replication; -1 where unknown).
+    ``layout`` names the joint layout; ``layout_spec`` is that layout as data (``Layout.spec()``: joint_names,
+    bones, center, graph_center, up_axis) or None for a preset known by name (version-1 caches).
     """
 
     data: np.ndarray
@@ -48,6 +55,7 @@ class SkeletonSet:
     dataset: str
     meta: dict[str, np.ndarray] = field(default_factory=dict)
     provenance: dict = field(default_factory=dict, compare=False)
+    layout_spec: dict | None = None
 
     def __post_init__(self) -> None:
         if self.data.ndim != 5:
@@ -99,6 +107,8 @@ def write_skeleton_stream(
             f.attrs["layout"] = header.layout
             f.attrs["dataset"] = header.dataset
             f.attrs["num_frames"] = T
+            if header.layout_spec is not None:
+                _write_layout(f, header.layout_spec, V)
             big = dict(chunks=(1, C, T, V, M), compression="gzip", compression_opts=1) if N else {}
             ds = f.create_dataset("skeletons", shape=(N, C, T, V, M), dtype=np.float32, track_times=False, **big)
             cols = {name: f.create_dataset(name, shape=(N,), dtype=dt, track_times=False)
@@ -120,6 +130,37 @@ def write_skeleton_stream(
                 at += n
             if at != N:
                 raise ValueError(f"chunks gave {at} rows, expected {N}")
+
+
+def _write_layout(f, spec: dict, V: int) -> None:
+    """Group ``joint_layout``: the layout as data (see the module docstring)."""
+    names, bones = list(spec["joint_names"]), np.asarray(spec["bones"], dtype=np.int32).reshape(-1, 2)
+    if len(names) != V or bones.shape != (V - 1, 2):
+        raise ValueError(f"layout spec of {len(names)} joints and {len(bones)} bones does not fit V={V}")
+    g = f.create_group("joint_layout")
+    write_strings(g, "joint_names", names)
+    g.create_dataset("bones", data=bones, track_times=False)
+    g.attrs["center"] = int(spec["center"])
+    g.attrs["graph_center"] = int(spec.get("graph_center", spec["center"]))
+    g.attrs["up_axis"] = str(spec.get("up_axis", "y"))
+
+
+def _read_layout(f, path, V: int) -> dict | None:
+    """The ``joint_layout`` group as a spec dict (None when absent), its shapes checked against V."""
+    if "joint_layout" not in f:
+        return None
+    g = f["joint_layout"]
+    names = read_strings(require(g, path, "joint_names", ndim=1))
+    bones = require(g, path, "bones", ndim=2)[()]
+    if len(names) != V or bones.shape != (V - 1, 2):
+        raise CacheError(path, f"'joint_layout' has {len(names)} joint names and {bones.shape[0]} bones, but the "
+                               f"skeletons have V={V} joints (expected {V} names and {V - 1} bones)")
+    try:
+        return {"joint_names": list(names), "bones": bones.astype(int).tolist(), "center": int(g.attrs["center"]),
+                "graph_center": int(g.attrs.get("graph_center", g.attrs["center"])),
+                "up_axis": str(g.attrs.get("up_axis", "y"))}
+    except KeyError:
+        raise CacheError(path, "'joint_layout' lacks its 'center' attribute") from None
 
 
 def _reblock(chunks: Iterable[SkeletonSet], rows: int) -> Iterator[SkeletonSet]:
@@ -177,6 +218,7 @@ def _read(path: str | os.PathLike, with_data: bool) -> SkeletonSet:
             dataset=str(f.attrs.get("dataset", "")),
             meta=meta,
             provenance=read_provenance(f),
+            layout_spec=_read_layout(f, path, V),
         )
 
 

@@ -33,7 +33,8 @@ FORMATS: dict[str, Entry] = {
     "pyskl": Entry("smie.pipeline.data.readers.pickles:read_pyskl", "PYSKL annotation pickle"),
     "ctrgcn": Entry("smie.pipeline.data.readers.arrays:read_ctrgcn", "CTR-GCN .npz arrays"),
     "msr": Entry("smie.pipeline.data.readers.msr:read_msr", "MSR Action3D skeleton text files"),
-    "npz": Entry("smie.pipeline.data.readers.arrays:read_npz", "smie's generic npz"),
+    "npz": Entry("smie.pipeline.data.readers.arrays:read_npz", "smie's generic npz (any joint layout)"),
+    "bvh": Entry("smie.pipeline.data.readers.bvh:read_bvh", "BVH motion capture (a directory of .bvh clips)"),
 }
 """Raw skeleton input formats (``smie prepare --format``)."""
 

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from smie.cli import main
 from smie.features import skeletons, text, visual
 from smie.features.store import CacheError, check_header, open_checked, schema_version_of, write_header
+from smie.pipeline.data.layouts import LAYOUTS, layout_of
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 INDEX = json.loads((FIXTURES / "caches.json").read_text())
@@ -34,9 +35,17 @@ def test_every_kind_has_a_frozen_fixture_of_every_version_it_writes():
 @pytest.mark.parametrize("name", sorted(n for n in INDEX if n.startswith("skeletons-")))
 def test_frozen_skeleton_caches_load(name):
     s = skeletons.read_skeletons(FIXTURES / name)
-    assert s.data.shape == (4, 3, 6, 25, 1) and s.data.dtype == np.float32
+    if "-v1-" in name:  # a preset by name
+        assert s.data.shape == (4, 3, 6, 25, 1) and s.layout == "ntu-25" and s.layout_spec is None
+        assert layout_of(s) is LAYOUTS["ntu-25"]
+    else:  # version 2: a custom layout stored as data
+        assert s.data.shape == (4, 3, 6, 7, 1) and s.layout == "stick-7"
+        layout = layout_of(s)
+        assert layout.joint_names[2] == "head" and layout.bones[3] == (4, 3) and layout.up_axis == "z"
+        assert (layout.center, layout.graph_center) == (0, 1)
+    assert s.data.dtype == np.float32
     assert s.class_names == ("raise left arm", "kick with right leg", "squat down")
-    assert s.labels.tolist() == [0, 1, 2, 2] and s.layout == "ntu-25" and s.dataset == "synthetic"
+    assert s.labels.tolist() == [0, 1, 2, 2] and s.dataset == "synthetic"
     assert s.meta["subject"].tolist() == [0, 1, 2, 0]
     chunks = list(skeletons.iter_skeleton_chunks(FIXTURES / name, 1, 3))
     np.testing.assert_array_equal(np.concatenate([c[1] for c in chunks]), s.data[1:3])

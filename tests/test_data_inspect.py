@@ -7,7 +7,7 @@ import h5py
 import numpy as np
 import pytest
 
-from smie.features.skeletons import SkeletonSet, write_skeletons
+from smie.features.skeletons import SCHEMA_VERSION, SkeletonSet, write_skeletons
 from smie.features.store import CacheError, provenance
 from smie.features.text import TextCache, TextKind, write_text
 from smie.features.visual import VisualCache, write_visual
@@ -23,7 +23,7 @@ def test_inspect_skeleton_cache_lists_everything(tmp_path):
                        {"subject": np.array([1, 2, 3, 4, 5, 6], np.int32)})
     write_skeletons(tmp_path / "s.h5", sset, provenance({"format": "npz"}, note="made in a test"))
     text = inspect_file(tmp_path / "s.h5")
-    assert "type: smie.skeletons (schema-version 1)" in text
+    assert f"type: smie.skeletons (schema-version {SCHEMA_VERSION})" in text and "layout: kinect-v1-20: 20 joints" in text
     assert "skeletons: (6, 3, 8, 20, 2) float32" in text and "meta/subject: (6,) int32" in text
     assert "class names (40): class 0, class 1" in text and "(28 more)" in text and "class 39" in text
     assert "samples: 6; classes present: 5" in text and "min 8, median 10, max 30" in text

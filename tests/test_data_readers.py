@@ -242,5 +242,5 @@ def test_generic_npz_roundtrip_with_lengths(tmp_path):
 def test_unknown_format_and_misplaced_labels(tmp_path):
     with pytest.raises(SmieError, match="unknown input format 'kinect'"):
         load_raw("kinect", tmp_path)
-    with pytest.raises(SmieError, match="--labels applies to the pku format only"):
+    with pytest.raises(SmieError, match="--labels applies to the pku and bvh formats only, not msr"):
         load_raw("msr", tmp_path, labels=tmp_path)

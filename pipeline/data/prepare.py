@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from smie.features.skeletons import SkeletonSet, write_skeleton_stream
 from smie.features.store import SmieError, file_sha256, provenance, text_sha256, to_json
-from smie.pipeline.data.layouts import get_layout
+from smie.pipeline.data.layouts import layout_of
 from smie.pipeline.data.prepare_partial import Partial
 from smie.pipeline.data.preprocess import preprocess_sample
 from smie.pipeline.data.readers import open_raw
@@ -40,8 +40,9 @@ RUN_ONLY = ("workers", "chunk_size", "resume")  # settings that do not change th
 
 @dataclass(frozen=True)
 class PrepareConfig:
-    """What to read (``format``, ``input``, PKU-MMD ``labels``) and how to preprocess it into ``out``;
-    ``workers`` reader processes, ``chunk_size`` raw items per resumable chunk."""
+    """What to read (``format``, ``input``, ``labels``: PKU-MMD's label files or a BVH label table,
+    ``label_pattern``: BVH labels from file names) and how to preprocess it into ``out``; ``workers`` reader
+    processes, ``chunk_size`` raw items per resumable chunk."""
 
     format: str
     input: Path
@@ -50,6 +51,7 @@ class PrepareConfig:
     max_bodies: int = 2
     dataset: str | None = None
     labels: Path | None = None
+    label_pattern: str | None = None
     skip_bad: bool = False
     center: str = "first"
     workers: int = 1
@@ -86,9 +88,14 @@ def cache_settings(cfg: PrepareConfig) -> dict:
 _WORKER: dict = {}
 
 
+def _open(cfg: PrepareConfig):
+    return open_raw(cfg.format, cfg.input, max_bodies=cfg.max_bodies, dataset=cfg.dataset, labels=cfg.labels,
+                    label_pattern=cfg.label_pattern)
+
+
 def _init_worker(cfg: PrepareConfig) -> None:
-    source = open_raw(cfg.format, cfg.input, max_bodies=cfg.max_bodies, dataset=cfg.dataset, labels=cfg.labels)
-    _WORKER.update(cfg=cfg, items=source.items, layout=get_layout(source.layout))
+    source = _open(cfg)
+    _WORKER.update(cfg=cfg, items=source.items, layout=layout_of(source, str(cfg.input)))
 
 
 def _load_items(span: tuple[int, int]) -> list[tuple[str, bool, object]]:
@@ -118,7 +125,7 @@ def _chunks(cfg: PrepareConfig, source, start: int) -> Iterator[tuple[int, list]
     n_items = len(source.items)
     spans = [(a, min(a + cfg.chunk_size, n_items)) for a in range(start, n_items, cfg.chunk_size)]
     if cfg.workers <= 1:
-        _WORKER.update(cfg=cfg, items=source.items, layout=get_layout(source.layout))
+        _WORKER.update(cfg=cfg, items=source.items, layout=layout_of(source, str(cfg.input)))
         for a, b in spans:
             yield b, _load_items((a, b))
         return
@@ -139,8 +146,11 @@ def prepare(cfg: PrepareConfig) -> PrepareResult:
     if cfg.max_bodies < 1 or cfg.workers < 1 or cfg.chunk_size < 1:
         raise SmieError(f"max_bodies, workers and chunk_size must be at least 1, got {cfg.max_bodies}, "
                         f"{cfg.workers}, {cfg.chunk_size}")
-    source = open_raw(cfg.format, cfg.input, max_bodies=cfg.max_bodies, dataset=cfg.dataset, labels=cfg.labels)
-    layout = get_layout(source.layout)
+    source = _open(cfg)
+    if not source.class_names:
+        raise SmieError(f"{cfg.input}: these {cfg.format} files carry no action labels; pass --labels (a table of "
+                        "file stem -> class name) or --label-pattern (e.g. 'dataset-1_{label}_{style}_{id}')")
+    layout = layout_of(source, str(cfg.input))
     settings = cache_settings(cfg)
     digest = input_digest(cfg.input, cfg.labels)
     key = text_sha256(to_json([settings, digest]))
@@ -177,12 +187,13 @@ def prepare(cfg: PrepareConfig) -> PrepareResult:
         data=np.zeros((0, 3, cfg.num_frames, layout.num_joints, cfg.max_bodies), np.float32),
         labels=np.zeros(0, np.int64), lengths=np.zeros(0, np.int32), sample_ids=(),
         class_names=tuple(source.class_names), layout=layout.name, dataset=source.dataset,
-        meta={c: np.zeros(0, np.int32) for c in columns},
+        meta={c: np.zeros(0, np.int32) for c in columns}, layout_spec=layout.spec(),
     )
     prov = provenance(
         settings,
         input={"path": str(cfg.input), "labels": None if cfg.labels is None else str(cfg.labels), "sha256": digest},
         skipped=[list(s) for s in skipped],
+        **({"source": source.info} if source.info else {}),
     )
     _write(cfg.out, lambda: write_skeleton_stream(cfg.out, header, part.rows, part.iter_sets(header), prov))
     n = part.rows

@@ -131,7 +131,7 @@ class Partial:
                 z = self._load(fh, chunk)
                 yield SkeletonSet(data=z["data"], labels=z["labels"], lengths=z["lengths"],
                                   sample_ids=tuple(str(s) for s in z["ids"]), class_names=header.class_names,
-                                  layout=header.layout, dataset=header.dataset,
+                                  layout=header.layout, dataset=header.dataset, layout_spec=header.layout_spec,
                                   meta={k[5:]: v for k, v in z.items() if k.startswith("meta_")})
 
     def sample_ids(self) -> Iterator[str]:

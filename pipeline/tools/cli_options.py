@@ -74,6 +74,23 @@ class Device(click.ParamType):
         return str(value)
 
 
+class LabelPattern(click.ParamType):
+    """A file-name pattern with a ``{label}`` field and other ``{name}`` fields, e.g.
+    ``dataset-1_{label}_{style}_{id}`` (``smie prepare --format bvh``)."""
+
+    name = "pattern"
+    FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value)
+        fields = self.FIELD.findall(text)
+        stray = self.FIELD.sub("", text)
+        if "label" not in fields or "{" in stray or "}" in stray or len(set(fields)) != len(fields):
+            self.fail(f"{text!r} is not a label pattern: it needs one {{label}} field, other fields as {{name}} "
+                      "(each once), e.g. 'dataset-1_{label}_{style}_{id}'.", param, ctx)
+        return text
+
+
 class Checked(click.Command):
     """A command whose options are also checked against each other once all are parsed: each rule takes the
     parsed parameters and returns a message naming both options when they disagree (a ``click.UsageError``,

@@ -54,6 +54,8 @@ def _summaries(f, kind: str) -> list[str]:
     if "labels" in f and f["labels"].ndim == 1 and len(f["labels"]):
         labels = f["labels"][()]
         out.append(f"samples: {len(labels)}; classes present: {len(np.unique(labels))}")
+    if kind == "smie.skeletons" and "skeletons" in f:
+        out.append(_layout_line(f))
     if kind == "smie.skeletons" and "lengths" in f and len(f["lengths"]):
         lengths = f["lengths"][()]
         out.append(f"valid frames before resampling: min {lengths.min()}, median {int(np.median(lengths))}, "
@@ -68,6 +70,28 @@ def _summaries(f, kind: str) -> list[str]:
     if kind == "smie.visual":
         out += _visual_summaries(f)
     return out
+
+
+def _layout_line(f) -> str:
+    """The cache's joint layout: a preset by name (version 1) or the stored ``joint_layout`` (version 2)."""
+    from smie.features.store import SmieError
+    from smie.pipeline.data.layouts import LAYOUTS, resolve_layout
+
+    name = f.attrs.get("layout", "?")
+    name = name.decode() if isinstance(name, bytes) else str(name)
+    g = f.get("joint_layout")
+    try:
+        spec = None if g is None else {
+            "joint_names": [n.decode() if isinstance(n, bytes) else str(n) for n in g["joint_names"][()]],
+            "bones": g["bones"][()].tolist(), **{k: g.attrs[k] for k in g.attrs}}
+        layout = resolve_layout(name, spec)
+    except (SmieError, KeyError, ValueError) as exc:
+        return f"layout: {name} (cannot be built: {exc})"
+    kind = "preset" if name in LAYOUTS else "custom, stored in the cache"
+    bones = ", ".join(f"{layout.joint_names[c]}-{layout.joint_names[p]}" for c, p in layout.bones)
+    joints = ", ".join(f"{i} {n}" for i, n in enumerate(layout.joint_names))
+    return (f"layout: {layout.describe()} ({kind})\n    joints: {joints}"
+            f"\n    bones (child-parent): {bones if len(layout.bones) <= 30 else str(len(layout.bones)) + ' bones'}")
 
 
 def _visual_summaries(f) -> list[str]:
@@ -155,13 +179,16 @@ def _inspect_pt(path: Path) -> str:
     if not isinstance(ckpt, dict) or ckpt.get("format") != "smie.backbone":
         raise CacheError(path, "a torch file but not an smie backbone checkpoint (no format='smie.backbone')")
     split = ckpt.get("split") or {}
+    spec = (ckpt.get("model_config") or {}).get("layout_spec")
     params = sum(int(t.numel()) for t in ckpt.get("state_dict", {}).values() if hasattr(t, "numel"))
     lines = [
         f"{path}",
         f"  type: smie.backbone (version {ckpt.get('version')})",
         f"  arch: {ckpt.get('arch')}  config: {json.dumps(ckpt.get('model_config', {}), sort_keys=True)}",
         f"  parameters: {params:,}; feature dim: {ckpt.get('feature_dim', '?')}",
-        f"  layout: {ckpt.get('layout')}; frames: {ckpt.get('num_frames')}",
+        f"  layout: {ckpt.get('layout')}"
+        + (f" (custom: {len(spec['joint_names'])} joints: {_names(spec['joint_names'])})" if spec else "")
+        + f"; frames: {ckpt.get('num_frames')}",
         f"  split: {split.get('id')} ({len(split.get('seen', []))} seen / {len(split.get('unseen', []))} unseen; "
         f"unseen {split.get('unseen')})",
         f"  partition: {json.dumps(ckpt.get('partition', {}), sort_keys=True)}",

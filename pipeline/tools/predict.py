@@ -1,12 +1,13 @@
 """``smie predict``: rank free-text action labels for raw skeleton files with a trained stage-two run.
 
 Each file is read by the reader of its format, preprocessed exactly as ``smie prepare`` does (same layout,
-frame count and centring as the backbone's training cache), embedded by the backbone, and scored by the run's
-method (``scores(visual (N, D), class_sem (K, E)) -> (N, K)``) against the candidate labels, encoded by the
-text encoder the run's text cache was made with and combined across the run's kinds by the same
-:func:`smie.pipeline.zsl.fit.semantic_matrix`. Candidates need not be classes of any data set. A run trained on
-description kinds (``action``, ``motion``, ...) has no descriptions of free-text candidates; the candidate text
-stands in for each such kind (a warning says so).
+frame count and centring as the backbone's training cache; the file's layout must be the one the checkpoint
+records, a custom one included: same joints in the same order, same bones), embedded by the backbone, and
+scored by the run's method (``scores(visual (N, D), class_sem (K, E)) -> (N, K)``) against the candidate
+labels, encoded by the text encoder the run's text cache was made with and combined across the run's kinds by
+the same :func:`smie.pipeline.zsl.fit.semantic_matrix`. Candidates need not be classes of any data set. A run
+trained on description kinds (``action``, ``motion``, ...) has no descriptions of free-text candidates; the
+candidate text stands in for each such kind (a warning says so).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import numpy as np
 from smie.features.store import SmieError
 
 BATCH = 64
-SUFFIX_FORMATS = {".skeleton": "ntu", "_skeleton3d.txt": "msr", ".pkl": "pyskl", ".npz": "npz"}
+SUFFIX_FORMATS = {".skeleton": "ntu", "_skeleton3d.txt": "msr", ".pkl": "pyskl", ".npz": "npz", ".bvh": "bvh"}
 
 
 @dataclass(frozen=True)
@@ -144,11 +145,11 @@ def _features(cfg: PredictConfig, module, binfo, device) -> tuple[list[tuple[str
     import torch
 
     from smie.pipeline.visual.backbones import embed
-    from smie.pipeline.data.layouts import get_layout
+    from smie.pipeline.data.layouts import layout_of
     from smie.pipeline.data.preprocess import preprocess_sample
     from smie.pipeline.data.readers import load_raw
 
-    layout = get_layout(binfo.layout)
+    layout = layout_of(binfo, str(cfg.backbone))
     center, bodies = prepare_settings(binfo, cfg.center)
     keys, feats = [], []
     for path in cfg.files:
@@ -156,8 +157,11 @@ def _features(cfg: PredictConfig, module, binfo, device) -> tuple[list[tuple[str
         if not path.exists():
             raise SmieError(f"{path}: no such file")
         raw = load_raw(cfg.format or infer_format(path), path, max_bodies=bodies)
-        if raw.layout != binfo.layout:
-            raise SmieError(f"{path}: {raw.layout} skeletons, but the backbone {cfg.backbone} expects {binfo.layout}")
+        found = layout_of(raw, str(path))
+        if not found.same_skeleton(layout):
+            raise SmieError(f"{path}: {found.describe()} skeletons, but the backbone {cfg.backbone} expects "
+                            f"{layout.describe()}" + (" (same name, other joints or bones)" if found.name ==
+                                                      layout.name else ""))
         if not raw.samples:
             raise SmieError(f"{path}: holds no usable sample ({'; '.join(r for _, r in raw.skipped) or 'empty'})")
         for b in range(0, len(raw.samples), BATCH):

@@ -70,7 +70,7 @@ class Pool:
     labels: np.ndarray
     sample_ids: tuple[str, ...]
     class_names: tuple[str, ...]
-    layout: str
+    layout: object  # smie.pipeline.data.layouts.Layout: the bones drawn, the up axis
     loader: object  # callable(i) -> (C, T, V, M)
 
     def get(self, i: int) -> np.ndarray:
@@ -83,14 +83,15 @@ def _is_cache(path: Path) -> bool:
 
 def open_pool(cfg: ShowConfig, binfo=None) -> Pool:
     """The samples of ``cfg.source``: a skeleton cache read lazily row by row, or a raw input preprocessed."""
+    from smie.pipeline.data.layouts import layout_of
+
     src = Path(cfg.source)
     if _is_cache(src):
         from smie.features.skeletons import iter_skeleton_chunks, read_skeleton_header
 
         head = read_skeleton_header(src)
-        return Pool(src, head.labels, head.sample_ids, head.class_names, head.layout,
+        return Pool(src, head.labels, head.sample_ids, head.class_names, layout_of(head, str(src)),
                     lambda i: next(iter_skeleton_chunks(src, i, i + 1))[1][0])
-    from smie.pipeline.data.layouts import get_layout
     from smie.pipeline.data.preprocess import preprocess_sample
     from smie.pipeline.data.readers import load_raw
     from smie.pipeline.tools.predict import infer_format, prepare_settings
@@ -99,10 +100,13 @@ def open_pool(cfg: ShowConfig, binfo=None) -> Pool:
     raw = load_raw(cfg.format or infer_format(src), src, max_bodies=bodies)
     if not raw.samples:
         raise SmieError(f"{src}: holds no usable sample ({'; '.join(r for _, r in raw.skipped) or 'empty'})")
-    layout = get_layout(raw.layout)
+    layout = layout_of(raw, str(src))
+    if binfo is not None and not layout_of(binfo).same_skeleton(layout):
+        raise SmieError(f"{src}: {layout.describe()} skeletons, but the backbone {cfg.backbone} expects "
+                        f"{layout_of(binfo).describe()}")
     T = cfg.frames or (binfo.num_frames if binfo else 50)
     return Pool(src, np.array([s.label for s in raw.samples]), tuple(s.sample_id for s in raw.samples),
-                raw.class_names, raw.layout, lambda i: preprocess_sample(
+                raw.class_names, layout, lambda i: preprocess_sample(
                     raw.samples[i].data, layout, T, center, where=f"{src} {raw.samples[i].sample_id}")[0])
 
 
@@ -199,7 +203,6 @@ def rankings(cfg: ShowConfig, pool: Pool, rows: list[int], seqs: list[np.ndarray
 def show(cfg: ShowConfig) -> Path:
     """Render ``cfg`` to ``cfg.out`` (``.gif``/``.mp4`` animated, ``.png`` one frame) with its provenance
     (PNG text chunk ``smie-provenance``; ``<out>.json`` beside a GIF/MP4). Returns ``cfg.out``."""
-    from smie.pipeline.data.layouts import get_layout
     from smie.pipeline.zsl.plots import picture_provenance
 
     out = Path(cfg.out)
@@ -229,7 +232,7 @@ def show(cfg: ShowConfig) -> Path:
         panels.append(PanelData(x, f"{name[:34]}\n{pool.sample_ids[r][:34]}", status, motion, rk, note))
     T = seqs[0].shape[1]
     title = f"{pool.source.name}" + (f"  ·  masking {cfg.masking}" if cfg.masking else "")
-    fig, drawn = make_figure(panels, get_layout(pool.layout), cfg.elev, cfg.azim, title)
+    fig, drawn = make_figure(panels, pool.layout, cfg.elev, cfg.azim, title)
     prov = picture_provenance({"source": cfg.source, "run": cfg.run, "visual": cfg.visual, "backbone": cfg.backbone},
                               cfg, samples=[pool.sample_ids[r] for r in rows])
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,17 +1,20 @@
 """Drawing helpers of ``smie show``: one panel per sequence, made of a 3-D skeleton, an optional masking strip and
 an optional label ranking, laid out as small multiples on one figure.
 
-A sequence is (C, T, V, M) float32 (coordinates, frames, joints, bodies) in smie's axes: metres, x to the
-subject's right, **y up**, z the depth away from the camera (Kinect camera space, right-handed). The 3-D view
-plots (-x, z, y): y becomes the vertical axis, and negating x keeps the coordinate system right-handed, so the
-picture is not mirrored (a subject's left arm raised towards the camera appears on the viewer's right).
-``azim=-90, elev=0`` looks from the camera, the default (``-60``, ``12``) from slightly above and to the side.
-Every body present in some frame is drawn (body 0 blue, body 1 orange; left limbs lighter, right limbs darker),
-a body absent in a frame (all zeros) is hidden there, and the axes are one cube over all frames and bodies of
-the panel, fixed for the whole animation. Bones are the layout's ``bones`` (child, parent) pairs.
+A sequence is (C, T, V, M) float32 (coordinates, frames, joints, bodies) in the layout's axes, right-handed.
+For a **y-up** layout (Kinect camera space: x to the subject's right, y up, z the depth away from the camera;
+BVH's usual axes) the 3-D view plots (-x, z, y): y becomes the vertical axis, and negating x keeps the
+coordinate system right-handed, so the picture is not mirrored (a subject's left arm raised towards the camera
+appears on the viewer's right); ``azim=-90, elev=0`` looks from the camera, the default (``-60``, ``12``) from
+slightly above and to the side. A **z-up** layout is plotted as it is (x, y, z). Every body present in some
+frame is drawn (body 0 blue, body 1 orange; left limbs lighter, right limbs darker, sides read from the joint
+names: ``left ...``, ``..._L``, ``L_...``), a body absent in a frame (all zeros) is hidden there, and the axes
+are one cube over all frames and bodies of the panel, fixed for the whole animation. Bones are the layout's
+``bones`` (child, parent) pairs, a custom layout's included.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,25 +45,34 @@ def present(x: np.ndarray) -> np.ndarray:
     return np.abs(x).sum(axis=(0, 2)) > 0
 
 
-def to_plot(x: np.ndarray) -> np.ndarray:
-    """(C=3, ...) smie coordinates -> (3, ...) plot coordinates (-x, z, y): y vertical, a rotation (no mirror)."""
-    return np.stack([-x[0], x[2], x[1]])
+def to_plot(x: np.ndarray, up: str = "y") -> np.ndarray:
+    """(C=3, ...) coordinates -> (3, ...) plot coordinates with the ``up`` axis vertical, a rotation (no mirror):
+    (-x, z, y) for y up, (x, y, z) for z up."""
+    return np.stack([-x[0], x[2], x[1]]) if up == "y" else np.stack([x[0], x[1], x[2]])
 
 
-def cube(x: np.ndarray) -> tuple[np.ndarray, float]:
+def cube(x: np.ndarray, up: str = "y") -> tuple[np.ndarray, float]:
     """Centre (3,) and half side of the smallest cube (plot coordinates) holding every present joint of
     ``x`` (C, T, V, M), with a 5 % margin; a unit cube when nothing is present."""
-    pts = to_plot(x).transpose(1, 3, 2, 0)[present(x)].reshape(-1, 3)  # (T', M', V, 3) -> (P, 3)
+    pts = to_plot(x, up).transpose(1, 3, 2, 0)[present(x)].reshape(-1, 3)  # (T', M', V, 3) -> (P, 3)
     if not len(pts):
         return np.zeros(3), 1.0
     lo, hi = pts.min(axis=0), pts.max(axis=0)
     return (lo + hi) / 2, float(max((hi - lo).max() / 2 * 1.05, 0.05))
 
 
+def side(name: str) -> int:
+    """0 torso, 1 left, 2 right from a joint name: ``left hip``, ``LeftUpLeg``, ``Shoulder_L``, ``l_knee``."""
+    n = name.lower()
+    for code, word, letter in ((1, "left", "l"), (2, "right", "r")):
+        if word in n or re.search(rf"(^|[^a-z]){letter}([^a-z]|$)", n):
+            return code
+    return 0
+
+
 def _sides(layout: Layout) -> list[int]:
     """Per bone 0 torso, 1 left, 2 right (from the child joint's name)."""
-    names = layout.joint_names
-    return [1 if names[c].startswith("left") else 2 if names[c].startswith("right") else 0 for c, _ in layout.bones]
+    return [side(layout.joint_names[c]) for c, _ in layout.bones]
 
 
 class SkeletonPanel:
@@ -75,15 +87,16 @@ class SkeletonPanel:
                ([0.35 + 0.22 * len(data.ranking)] if data.ranking else [])
         sub = spec.subgridspec(len(rows), 1, height_ratios=rows, hspace=0.35)
         ax = self.ax = fig.add_subplot(sub[0], projection="3d")
-        centre, half = cube(data.x)
+        up = layout.up_axis
+        centre, half = cube(data.x, up)
         for setter, c in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), centre):
             setter(c - half, c + half)
         ax.set_box_aspect((1, 1, 1), zoom=1.1)
         ax.view_init(elev=elev, azim=azim)
         ax.set_xticklabels([]), ax.set_yticklabels([]), ax.set_zticklabels([])
-        ax.set_ylabel("depth z", fontsize=7, labelpad=-12)
-        ax.set_zlabel("y (up)", fontsize=7, labelpad=-12)
-        self.pts = to_plot(data.x)  # (3, T, V, M)
+        ax.set_ylabel("depth z" if up == "y" else "y", fontsize=7, labelpad=-12)
+        ax.set_zlabel(f"{up} (up)", fontsize=7, labelpad=-12)
+        self.pts = to_plot(data.x, up)  # (3, T, V, M)
         self.here = present(data.x)  # (T, M)
         self.bodies = [m for m in range(M) if self.here[:, m].any()]
         sides = _sides(layout)

@@ -40,6 +40,7 @@ import torch
 from smie.features.skeletons import iter_skeleton_chunks, read_skeleton_header
 from smie.features.store import SmieError, file_sha256, provenance
 from smie.features.visual import BackboneHead, ValidationView, VisualCache, VisualWriter, join_shards
+from smie.pipeline.data.layouts import layout_of
 from smie.pipeline.visual.keyframes import VARIANTS, masked_views, num_views
 from smie.pipeline.visual.backbones import embed
 from smie.pipeline.device import resolve_device
@@ -111,9 +112,11 @@ def check_compatible(cfg: ExtractConfig, info, sset, skeleton_sha: str | None, p
         check_backbone_compatible(info, info.split, skeleton_sha256=skeleton_sha, class_names=sset.class_names)
     except SmieError as exc:
         raise SmieError(f"{where}: {exc}") from None
-    if info.layout != sset.layout or int(info.num_frames) != sset.data.shape[2]:
+    if not layout_of(info, where).same_skeleton(layout_of(sset, str(cfg.skeletons))) \
+            or int(info.num_frames) != sset.data.shape[2]:
         raise SmieError(f"{where}: checkpoint is for layout {info.layout} with {info.num_frames} frames, the cache "
-                        f"has {sset.layout} with {sset.data.shape[2]}")
+                        f"has {sset.layout} with {sset.data.shape[2]}" + (" (same name, other joints or bones)"
+                                                                          if info.layout == sset.layout else ""))
     own = np.isin(sset.labels, info.trained_classes)
     for code, key in ((0, "train_ids_sha256"), (1, "val_ids_sha256")):
         recorded = info.provenance.get(key)
@@ -255,7 +258,7 @@ def check_validation_pair(main, val, where: str) -> None:
     ``val_unseen`` (as well as the unseen classes)."""
     if val.role != "validation":
         raise SmieError(f"{where}: is a {val.role} backbone; pass one trained with pretrain-backbone --validation")
-    for name in ("split", "partition", "skeleton_sha256", "class_names", "layout", "num_frames"):
+    for name in ("split", "partition", "skeleton_sha256", "class_names", "layout", "layout_spec", "num_frames"):
         if getattr(main, name) != getattr(val, name):
             raise SmieError(f"{where}: its {name.replace('_', ' ')} differs from the main backbone's; train both "
                             "backbones of a fold on the same skeleton cache, split and partition settings")

@@ -40,6 +40,7 @@ from smie.features.skeletons import read_skeletons
 from smie.features.store import SmieError, atomic_path, file_sha256, load_checkpoint_checked, provenance
 from smie.pipeline.visual.backbones import FORMAT, build_backbone, check_backbone_compatible, load_backbone, load_init_weights
 from smie.pipeline.visual.backbones import save_checkpoint
+from smie.pipeline.data.layouts import layout_of
 from smie.pipeline.data.partitions import SEEN_TRAIN, SEEN_VAL, assign_partitions
 from smie.pipeline.data.splits import Split, resolve_split
 from smie.pipeline.visual.pretrain_loop import DistEnv, evaluate, make_loader, run_epoch, setup_distributed
@@ -211,7 +212,7 @@ def pretrain_backbone(cfg: PretrainConfig, on_epoch: Callable[[int, dict], None]
 
     N, C, T, V, M = sset.data.shape
     torch.manual_seed(cfg.seed)
-    backbone = build_backbone(cfg.arch, sset.layout, cfg.size, in_channels=C, num_person=M)
+    backbone = build_backbone(cfg.arch, layout_of(sset, str(cfg.skeletons)), cfg.size, in_channels=C, num_person=M)
     model = Classifier(backbone, len(classes))
     fingerprint = _fingerprint(cfg, skeleton_sha, env.world)
     rpath = resume_path(cfg.out)

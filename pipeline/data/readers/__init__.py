@@ -1,6 +1,6 @@
 """Readers of raw skeleton data, one module per format family; ``READERS`` maps a format name to its reader.
 
-Every reader is ``read(path, *, max_bodies=2, dataset=None, labels=None) -> RawSource`` (see
+Every reader is ``read(path, *, max_bodies=2, dataset=None, labels=None, label_pattern=None) -> RawSource`` (see
 :mod:`smie.pipeline.data.readers.base`); ``load_raw`` reads everything into a :class:`RawDataset` (small inputs,
 tests). Formats and their options are described in docs/data-formats.md.
 """
@@ -12,6 +12,7 @@ from typing import Callable
 from smie.features.store import SmieError
 from smie.pipeline.data.readers.arrays import read_aimclr, read_ctrgcn, read_npz
 from smie.pipeline.data.readers.base import RawDataset, RawSample, RawSource
+from smie.pipeline.data.readers.bvh import read_bvh
 from smie.pipeline.data.readers.msr import read_msr
 from smie.pipeline.data.readers.ntu import read_ntu
 from smie.pipeline.data.readers.pickles import read_pyskl
@@ -25,7 +26,9 @@ READERS: dict[str, Callable[..., RawSource]] = {
     "ctrgcn": read_ctrgcn,
     "msr": read_msr,
     "npz": read_npz,
+    "bvh": read_bvh,
 }
+LABELLED_BY_TABLE = ("pku", "bvh")  # formats whose labels come from --labels
 
 __all__ = ["READERS", "RawDataset", "RawSample", "RawSource", "load_raw", "open_raw"]
 
@@ -34,8 +37,10 @@ def open_raw(format: str, path: str | Path, **opts) -> RawSource:
     """The lazy :class:`RawSource` of ``path`` read as ``format``."""
     if format not in READERS:
         raise SmieError(f"unknown input format {format!r}; known: {', '.join(READERS)}")
-    if format != "pku" and opts.get("labels") is not None:
-        raise SmieError(f"--labels applies to the pku format only, not {format}")
+    if format not in LABELLED_BY_TABLE and opts.get("labels") is not None:
+        raise SmieError(f"--labels applies to the {' and '.join(LABELLED_BY_TABLE)} formats only, not {format}")
+    if format != "bvh" and opts.get("label_pattern") is not None:
+        raise SmieError(f"--label-pattern applies to the bvh format only, not {format}")
     return READERS[format](Path(path), **opts)
 
 
@@ -50,4 +55,5 @@ def load_raw(format: str, path: str | Path, skip_bad: bool = False, **opts) -> R
             if not skip_bad:
                 raise
             skipped.append((name, str(exc)))
-    return RawDataset(samples, source.class_names, source.layout, source.dataset, skipped)
+    return RawDataset(samples, source.class_names, source.layout, source.dataset, skipped, source.layout_spec,
+                      source.info)

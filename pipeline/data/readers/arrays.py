@@ -9,8 +9,11 @@ are read one sample at a time.
 - ``ctrgcn``: CTR-GCN's ``NTU60_CS.npz``: ``x_train``/``x_test`` (N, T, 150) = 2 bodies x 25 joints x 3 and
   one-hot ``y_train``/``y_test``. Sample ids are ``<file>_train_<i>`` / ``<file>_test_<i>``.
 - ``npz`` (smie's generic format): ``data`` (N, C=3, T, V, M) float, ``label`` (N,) int, ``class_names`` (K,) str,
-  ``layout`` (a ``LAYOUTS`` name); optional ``lengths`` (N,) valid frames per sample (frames past it are
-  ignored), ``subject`` (N,) int, ``sample_id`` (N,) str, ``dataset`` str (else ``--dataset``, else the file stem).
+  and the joint layout: ``layout`` (a preset name of ``LAYOUTS``) or the layout as data, ``joint_names`` (V,) str,
+  ``bones`` (V-1, 2) int (child, parent) pairs forming a tree, ``center`` int (the joint preprocessing subtracts),
+  optionally ``graph_center`` int and ``up_axis`` (``y`` or ``z``), with ``layout`` then its name (default
+  ``custom-V``); optional ``lengths`` (N,) valid frames per sample (frames past it are ignored), ``subject`` (N,)
+  int, ``sample_id`` (N,) str, ``dataset`` str (else ``--dataset``, else the file stem).
 
 ``aimclr`` and ``ctrgcn`` record ``source_split`` in the metadata: 0 for a train file/array, 1 for val/test.
 """
@@ -21,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from smie.features.store import SmieError
-from smie.pipeline.data.layouts import get_layout
+from smie.pipeline.data.layouts import custom_spec, get_layout, resolve_layout
 from smie.pipeline.data.readers.base import (
     RawSample,
     RawSource,
@@ -145,9 +148,12 @@ def read_npz(path: Path, *, max_bodies: int = 2, dataset: str | None = None, **_
     """smie's generic ``.npz`` (see the module docstring) -> :class:`RawSource`."""
     path = Path(path)
     z = _npz(path)
-    missing = [k for k in ("data", "label", "class_names", "layout") if k not in z.files]
+    missing = [k for k in ("data", "label", "class_names") if k not in z.files]
+    if "layout" not in z.files and "joint_names" not in z.files:
+        missing.append("layout (or joint_names, bones and center)")
     if missing:
-        raise SmieError(f"{path}: missing {', '.join(missing)} (an smie npz needs data, label, class_names, layout)")
+        raise SmieError(f"{path}: missing {', '.join(missing)} (an smie npz needs data, label, class_names and a "
+                        "layout: a preset name or the layout as data)")
     data, labels = z["data"], z["label"]
     if data.ndim != 5:
         raise SmieError(f"{path}: data has shape {data.shape}, expected (N, C, T, V, M)")
@@ -157,7 +163,7 @@ def read_npz(path: Path, *, max_bodies: int = 2, dataset: str | None = None, **_
     if labels.shape != (N,) or not np.issubdtype(labels.dtype, np.integer):
         raise SmieError(f"{path}: label must be ({N},) integers, got {labels.dtype} {labels.shape}")
     class_names = tuple(str(c) for c in z["class_names"].reshape(-1))
-    layout = get_layout(str(z["layout"]))
+    layout = _npz_layout(z, path, V)
     if layout.num_joints != V:
         raise SmieError(f"{path}: layout {layout.name} has {layout.num_joints} joints but data has V={V}")
     optional = {}
@@ -186,4 +192,19 @@ def read_npz(path: Path, *, max_bodies: int = 2, dataset: str | None = None, **_
 
     items = [(ids[i], (lambda i=i: load(i))) for i in range(N)]
     return RawSource(class_names, layout.name, dataset, items,
-                     meta_columns=("subject",) if "subject" in optional else ())
+                     meta_columns=("subject",) if "subject" in optional else (), layout_spec=custom_spec(layout))
+
+
+_LAYOUT_KEYS = ("joint_names", "bones", "center", "graph_center", "up_axis")
+
+
+def _npz_layout(z, path: Path, V: int):
+    """The npz's preset (``layout``) or its layout as data (``joint_names``, ``bones``, ``center`` ...)."""
+    if "joint_names" not in z.files:
+        stray = [k for k in _LAYOUT_KEYS if k in z.files]
+        if stray:
+            raise SmieError(f"{path}: has {', '.join(stray)} but no joint_names; a custom layout needs joint_names, "
+                            "bones and center")
+        return get_layout(str(z["layout"]))
+    name = str(z["layout"]) if "layout" in z.files else f"custom-{V}"
+    return resolve_layout(name, {k: z[k] for k in _LAYOUT_KEYS if k in z.files}, str(path))

@@ -34,7 +34,13 @@ class RawSample:
 
 @dataclass
 class RawSource:
-    """A lazily read input: ``items`` are ``(name, load)`` pairs; ``load()`` returns that unit's samples."""
+    """A lazily read input: ``items`` are ``(name, load)`` pairs; ``load()`` returns that unit's samples.
+
+    ``layout`` names the joint layout, ``layout_spec`` is a custom layout as data (``Layout.spec()``; None for a
+    preset); :func:`smie.pipeline.data.layouts.layout_of` builds it. An empty ``class_names`` means the input
+    carries no labels (every sample's label is -1): fine for ``predict`` and ``show``, refused by ``prepare``.
+    ``info`` is what the reader knows about the input as a whole (frame rates, units), recorded in the cache's
+    provenance."""
 
     class_names: tuple[str, ...]
     layout: str
@@ -42,6 +48,8 @@ class RawSource:
     items: list[tuple[str, Callable[[], list[RawSample]]]]
     skipped: list[tuple[str, str]] = field(default_factory=list)
     meta_columns: tuple[str, ...] = ()
+    layout_spec: dict | None = None
+    info: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -53,6 +61,8 @@ class RawDataset:
     layout: str
     dataset: str
     skipped: list[tuple[str, str]]
+    layout_spec: dict | None = None
+    info: dict = field(default_factory=dict)
 
 
 NTU_NAME = re.compile(r"S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})")

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from smie.features.store import SmieError, atomic_path, file_sha256
+from smie.pipeline.data.layouts import Layout, custom_spec
 from smie.pipeline.visual.backbones import shiftgcn, stgcn
 from smie.pipeline.data.splits import Split
 
@@ -61,17 +62,29 @@ class BackboneInfo:
         if not self.trained_classes:
             object.__setattr__(self, "trained_classes", tuple(self.split.seen))
 
+    @property
+    def layout_spec(self) -> dict | None:
+        """The custom layout the backbone was built for, as data (None for a preset named by ``layout``)."""
+        return self.model_config.get("layout_spec")
+
 
 ROLES = ("main", "validation")
 
 
-def build_backbone(arch: str, layout_name: str, size: str = "small", **overrides: Any) -> nn.Module:
-    """A freshly initialised backbone; ``size`` picks a channel preset, ``overrides`` set constructor fields."""
+def build_backbone(arch: str, layout: "str | Layout", size: str = "small", **overrides: Any) -> nn.Module:
+    """A freshly initialised backbone for ``layout`` (a preset name or a :class:`Layout`; a custom one travels
+    in the model config, so the checkpoint carries it); ``size`` picks a channel preset, ``overrides`` set
+    constructor fields."""
     if arch not in ARCHS:
         raise SmieError(f"unknown backbone architecture {arch!r}; known: {', '.join(ARCHS)}")
     if size not in SIZES[arch]:
         raise SmieError(f"unknown size {size!r} for {arch}; known: {', '.join(SIZES[arch])}")
-    return ARCHS[arch](layout=layout_name, **{**SIZES[arch][size], **overrides})
+    if isinstance(layout, Layout):
+        spec = custom_spec(layout)
+        layout = layout.name
+        if spec is not None:
+            overrides = {"layout_spec": spec, **overrides}
+    return ARCHS[arch](layout=layout, **{**SIZES[arch][size], **overrides})
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

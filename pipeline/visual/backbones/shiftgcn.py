@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from smie.pipeline.data.layouts import get_layout
+from smie.pipeline.data.layouts import resolve_layout
 
 SIZES = {"small": {"hidden_channels": 16, "hidden_dim": 256}, "standard": {"hidden_channels": 64, "hidden_dim": 256}}
 
@@ -175,12 +175,14 @@ class ShiftGCN(nn.Module):
     """Shift-GCN backbone; ``forward`` maps (N, C, T, V, M) to (N, hidden_dim). ``config`` rebuilds it."""
 
     def __init__(self, layout: str, hidden_channels: int = 64, hidden_dim: int = 256, in_channels: int = 3,
-                 num_person: int = 2):
+                 num_person: int = 2, layout_spec: dict | None = None):
         super().__init__()
         self.config = dict(layout=layout, hidden_channels=hidden_channels, hidden_dim=hidden_dim,
                            in_channels=in_channels, num_person=num_person)
+        if layout_spec is not None:  # a custom layout (as STGCN)
+            self.config["layout_spec"] = layout_spec
         self.feature_dim = hidden_dim
-        V = get_layout(layout).num_joints
+        V = resolve_layout(layout, layout_spec).num_joints
         self.data_bn = nn.BatchNorm1d(num_person * in_channels * V)
         h = hidden_channels
         plan = [(in_channels, h, 1), (h, h, 1), (h, h, 1), (h, h, 1), (h, 2 * h, 2), (2 * h, 2 * h, 1),

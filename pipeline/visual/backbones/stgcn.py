@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from smie.pipeline.visual.backbones.graph import spatial_adjacency
-from smie.pipeline.data.layouts import get_layout
+from smie.pipeline.data.layouts import resolve_layout
 
 SIZES = {"small": {"hidden_channels": 16, "hidden_dim": 256}, "standard": {"hidden_channels": 64, "hidden_dim": 256}}
 
@@ -84,7 +84,8 @@ class STGCNBlock(nn.Module):
 class STGCN(nn.Module):
     """ST-GCN backbone; ``forward`` maps (N, C, T, V, M) float skeletons to (N, hidden_dim) features.
 
-    ``config`` holds the constructor arguments, so ``STGCN(**model.config)`` rebuilds the same network.
+    ``config`` holds the constructor arguments, so ``STGCN(**model.config)`` rebuilds the same network; ``layout``
+    names a preset, or a custom layout whose data ``layout_spec`` carries (``Layout.spec()``).
     """
 
     def __init__(
@@ -98,6 +99,7 @@ class STGCN(nn.Module):
         temporal_kernel: int = 9,
         graph_distance: str = "official",
         num_person: int = 2,
+        layout_spec: dict | None = None,
     ):
         super().__init__()
         self.config = dict(
@@ -105,8 +107,10 @@ class STGCN(nn.Module):
             dropout=dropout, edge_importance=edge_importance, temporal_kernel=temporal_kernel,
             graph_distance=graph_distance, num_person=num_person,
         )
+        if layout_spec is not None:  # a custom layout travels in the config: the graph is rebuilt from it
+            self.config["layout_spec"] = layout_spec
         self.feature_dim = hidden_dim
-        A = torch.from_numpy(spatial_adjacency(get_layout(layout), graph_distance))
+        A = torch.from_numpy(spatial_adjacency(resolve_layout(layout, layout_spec), graph_distance))
         self.register_buffer("A", A)
         K, V, _ = A.shape
         self.data_bn = nn.BatchNorm1d(in_channels * V)
