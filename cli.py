@@ -335,6 +335,9 @@ def import_backbone(**kw: Any) -> None:
 @options(gzsl_option(help="Also evaluate generalized ZSL (calibrated stacking and gate)."), device_option())
 @click.option("--hidden", type=Numbers(click.IntRange(1, 65536), length=2), default="1024,512", show_default=True,
               help="Estimator MLP hidden widths.")
+@click.option("--score-on", type=click.Choice(["layernorm", "raw"]), default="layernorm", show_default=True,
+              help="Visual input of the test scores: layernorm (what the critic was trained on) or raw (the official "
+                   "get_acc; docs/fidelity.md).")
 @options(seed_option(), val_features_option(), compute_options)
 def fit_estimator(no_temporal: bool, **kw: Any) -> None:
     """Stage two: train the SMIE mutual-information estimator on the caches and evaluate it honestly."""

@@ -167,3 +167,45 @@ def test_roll_diff_class_negatives_never_pair_a_sample_with_its_own_class():
     est = SMIEEstimator(8, 4, SMIEParams(hidden=(16, 8), negatives="roll-diff-class"))
     mi, _ = est.mutual_information(torch.randn(8, 8), torch.randn(8, 4), labels)
     assert torch.isfinite(mi)
+
+
+def test_score_on_raw_is_get_acc_and_differs_from_layernorm():
+    """A hand-computed critic where LayerNorm flips the ranking: D=2, E=2, hidden (2, 1).
+
+    l0 = [[1,0,2,0],[0,0,0,1]] x + [-4,-0.5], l1 = [1,1], l2 = [1]; v = [3,1], s = I.
+    raw v: class 0 -> relu([3-4+2, -0.5]) = [1, 0] -> 1.0; class 1 -> relu([-1, 0.5]) = [0, .5] -> 0.5: argmax 0.
+    LN(v) = [1,-1]: class 0 -> relu([-3+2, -.5]) = 0; class 1 -> relu([-3, .5]) -> 0.5: argmax 1.
+    The official get_acc ranks -softplus(-T(raw v, s)), i.e. the raw ranking."""
+    import torch
+
+    from smie.pipeline.zsl.estimator import SMIEEstimator, SMIEParams
+
+    def critic(score_on):
+        m = SMIEEstimator(2, 2, SMIEParams(hidden=(2, 1), score_on=score_on)).double()
+        state = m.state_dict()
+        w0 = torch.tensor([[1.0, 0, 2, 0], [0, 0, 0, 1]], dtype=torch.float64)
+        new = {}
+        for k, v in state.items():
+            if k.startswith("l0") and k.endswith("weight"):
+                new[k] = w0
+            elif k.startswith("l0") and k.endswith("bias"):
+                new[k] = torch.tensor([-4.0, -0.5], dtype=torch.float64)
+            elif k.startswith("l1") and k.endswith("weight"):
+                new[k] = torch.tensor([[1.0, 1.0]], dtype=torch.float64)
+            elif k.startswith("l2") and k.endswith("weight"):
+                new[k] = torch.tensor([[1.0]], dtype=torch.float64)
+            else:
+                new[k] = torch.zeros_like(v)
+        m.load_state_dict(new)
+        return m
+
+    v, sem = torch.tensor([[3.0, 1.0]], dtype=torch.float64), torch.eye(2, dtype=torch.float64)
+    raw = critic("raw").scores(v, sem)
+    ln = critic("layernorm").scores(v, sem)
+    assert torch.allclose(raw, torch.tensor([[1.0, 0.5]], dtype=torch.float64))
+    assert torch.allclose(ln, torch.tensor([[0.0, 0.5]], dtype=torch.float64), atol=1e-4)
+    assert raw.argmax().item() == 0 and ln.argmax().item() == 1
+    get_acc = -torch.nn.functional.softplus(-raw)          # the official ranking: same argmax as raw
+    assert get_acc.argmax().item() == raw.argmax().item()
+    with pytest.raises(Exception, match="score_on"):
+        SMIEParams(score_on="lnorm")

@@ -47,6 +47,7 @@ class FitConfig:
     hidden: tuple[int, int] = (1024, 512)
     val_features: str = "auto"
     compute: Compute = Compute()
+    score_on: str = "layernorm"
 
 
 def fit_estimator(cfg: FitConfig) -> FitResult:
@@ -74,6 +75,6 @@ def run_fit(cfg: FitConfig) -> FitResult:
                      schedule=spec.schedule, seed=cfg.seed, device=cfg.device)
     return run_stage_two(StageTwoRun(
         method="smie", spec=spec, fit=fit, visual=cfg.visual, text=cfg.text, out=cfg.out,
-        options=dict(hidden=cfg.hidden, temporal=cfg.temporal, negatives=cfg.negatives), settings=spec.settings,
+        options=dict(hidden=cfg.hidden, temporal=cfg.temporal, negatives=cfg.negatives, score_on=cfg.score_on), settings=spec.settings,
         kinds=cfg.kinds, combine=cfg.combine, split=cfg.split, gzsl=cfg.gzsl, val_features=cfg.val_features,
         record=cfg, compute=cfg.compute))
