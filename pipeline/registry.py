@@ -1,5 +1,5 @@
 """Every name the command line offers, in one declarative table: skeleton and description formats, data sets,
-sample protocols, backbone architectures and stage-two methods.
+sample protocols, backbone architectures, stage-two methods and the published tables ``smie reproduce`` runs.
 
 Plain data: each entry is the name, a ``"module:attr"`` reference to what implements it (resolved only when a
 command runs: :func:`resolve`) and a one-line title for help texts. Nothing here imports torch, h5py or the
@@ -101,6 +101,37 @@ METHODS: dict[str, Entry] = {
 }
 """Stage-two methods (``smie fit-baseline NAME``, ``smie compare --methods``); each reference is the method's
 :class:`~smie.pipeline.zsl.spec.MethodSpec`."""
+
+
+@dataclass(frozen=True)
+class ReproTable:
+    """A published table on one split that ``smie reproduce`` runs: ``split`` (registry id), ``published`` (the
+    ids of ``pipeline/data/published.json``'s tables whose methods and numbers on that split it sets beside
+    ours), ``features`` (the folder of SynSE's ``ntu_results`` it reads) and a one-line ``title``."""
+
+    split: str
+    published: tuple[str, ...]
+    features: str
+    title: str
+
+
+TABLES: dict[str, ReproTable] = {
+    "synse-ntu60-55/5": ReproTable("synse:ntu60:55/5", ("smie-table2", "synse", "msf-logs"), "shift_5_r",
+                                   "NTU-60 55/5 (SMIE Table 2, SynSE, MSF)"),
+    "synse-ntu60-48/12": ReproTable("synse:ntu60:48/12", ("smie-table2", "synse", "msf-logs"), "shift_12_r",
+                                    "NTU-60 48/12 (SMIE Table 2, SynSE, MSF)"),
+    "synse-ntu120-110/10": ReproTable("synse:ntu120:110/10", ("smie-table2", "synse", "msf-logs"), "shift_10_r",
+                                      "NTU-120 110/10 (SMIE Table 2, SynSE, MSF)"),
+    "synse-ntu120-96/24": ReproTable("synse:ntu120:96/24", ("smie-table2", "synse", "msf-logs"), "shift_24_r",
+                                     "NTU-120 96/24 (SMIE Table 2, SynSE, MSF)"),
+}
+"""Published tables ``smie reproduce TABLE`` runs on imported SynSE-layout features (docs/reproduce.md)."""
+
+REPRO_PROTOCOLS: dict[str, Entry] = {
+    "published": Entry(None, "the official code's recipe and selection: best unseen-test point (oracle)"),
+    "honest": Entry(None, "the same recipe, the point selected on the validation folder"),
+}
+"""The two protocols ``smie reproduce`` runs every method under."""
 
 
 def names(table: dict[str, Entry]) -> list[str]:

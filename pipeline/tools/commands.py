@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from smie.pipeline.registry import ARCHS, DATASETS, METHODS, names
+from smie.pipeline.registry import ARCHS, DATASETS, METHODS, REPRO_PROTOCOLS, TABLES, names
 
 from smie.pipeline.tools.cli_options import (
     CENTERS, COUNT, DROP, FRAMES, PROCESSES, SCALE, ExistingPath, InDir, InFile, OutDir, OutFile, PathArg, Real,
@@ -211,4 +211,31 @@ def show_features(**kw: Any) -> None:
     done("wrote", run(ShowFeaturesConfig(**kw)))
 
 
-TOOL_COMMANDS = [inspect, show, show_features, splits, report, predict, compare, benchmark, synthetic, quickstart]
+@click.command(help="Run every method of a published TABLE (" + ", ".join(TABLES) + ") on the paper's shared "
+                    "features, under the published protocol (test-selected, oracle) and smie's honest one, beside "
+                    "the published numbers.")
+@click.argument("table", type=click.Choice(list(TABLES)))
+@click.option("--features", required=True, type=InDir,
+              help="SynSE-layout main feature folder of the table's split (e.g. ntu_results/shift_5_r).")
+@click.option("--text", "text", required=True, multiple=True, type=InFile,
+              help="Text cache (smie import-text-features); repeatable: each method reads the first with its kinds.")
+@click.option("--out", type=OutDir, default=None, help="Directory to write (default: reproduce/<table>); reused.")
+@click.option("--validation-folder", type=InDir, default=None,
+              help="Its validation folder (default: the sibling shift_val_*_r).")
+@click.option("--method", "methods", multiple=True, help="Only these methods of the table; repeatable.")
+@click.option("--protocol", "protocols", multiple=True, type=click.Choice(list(REPRO_PROTOCOLS)),
+              help="Only these protocols (default: both).")
+@epochs_option(help="Every method's budget (default: each method's own, the official code's).")
+@options(device_option(), seed_option())
+def reproduce(table: str, out: Path | None, methods: tuple[str, ...], protocols: tuple[str, ...],
+              **kw: Any) -> None:
+    from smie.pipeline.tools.reproduce import PROTOCOLS, ReproduceConfig, reproduce as run
+
+    out = out or Path("reproduce") / table.replace("/", "-")
+    res = run(ReproduceConfig(table=table, out=out, methods=methods, protocols=protocols or PROTOCOLS, **kw))
+    click.echo(res.table)
+    done("wrote table.md, table.csv, results.json and runs/ in", res.out)
+
+
+TOOL_COMMANDS = [inspect, show, show_features, splits, report, predict, compare, benchmark, synthetic, quickstart,
+                 reproduce]

@@ -66,23 +66,28 @@ class MethodContext:
     ``steps_per_epoch``: optimiser steps in one pass over the training set of the cache's own split (CADA-VAE
     counts its warm-up epochs from steps); ``heads``: the backbones' classifier heads stored in the visual
     cache, by the features they belong to (``main``, ``validation``; None where the cache has none), for a
-    method whose GZSL gate uses the backbone as seen expert."""
+    method whose GZSL gate uses the backbone as seen expert; ``logits``: the backbones' stored class scores
+    (:class:`~smie.features.visual_groups.StoredLogits` of imported features' ``*_out.npy``) by view, where the
+    cache has them instead of a head."""
 
     steps_per_epoch: int = 1
     heads: Mapping[str, "BackboneHead | None"] = field(default_factory=lambda: MappingProxyType({}))
+    logits: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True)
 class GateRows:
     """Rows a GZSL gate decides on. ``scores`` (N, Ku): the method's scores over the ``unseen``-role classes;
     ``features`` (N, D): the rows' cached visual features, of the ``view`` (``main`` or ``validation``) whose
-    backbone a seen expert may use; ``seen``/``unseen``: the classes of each role (indices into the class table)."""
+    backbone a seen expert may use; ``seen``/``unseen``: the classes of each role (indices into the class table); ``rows`` (N,): the rows' indices
+    in the view's data (for stored scores looked up by row)."""
 
     scores: np.ndarray
     features: np.ndarray
     seen: tuple[int, ...]
     unseen: tuple[int, ...]
     view: str
+    rows: np.ndarray | None = None
 
 
 @runtime_checkable

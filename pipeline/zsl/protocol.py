@@ -205,7 +205,7 @@ def validate(make_model: Callable[..., Method], setting: dict, data: StageData, 
 def _gate_rows(model, data: StageData, rows: np.ndarray, seen, unseen, view: str, device) -> GateRows:
     """What a method gate sees of ``rows``: the method's scores over ``unseen`` and the rows' cached features."""
     return GateRows(_scores(model, data, rows, list(unseen), device), data.features[rows], tuple(seen),
-                    tuple(unseen), view)
+                    tuple(unseen), view, rows=np.asarray(rows))
 
 
 def _gate_predictions(hook: GzslGate, state: dict, parts: list[GateRows], cols: list[int]) -> np.ndarray:
@@ -231,22 +231,30 @@ def _fit_gate(hook: GzslGate, model, data: StageData, split, train_classes, val_
     return state, dict(gzsl_from_predictions(pred, targets, np.isin(cols, train_classes)), **state)
 
 
+SELECTIONS = ("validation", "test-oracle")
+"""How the final phase picks the unit it reports: ``validation`` (the unit validation selected; the default) or
+``test-oracle`` (the best unseen-test unit, as most official codes report; optimistic, labelled in metrics.json)."""
+
+
 def final_test(make_model: Callable[..., Method], val: Validation, data: StageData, split, opts: FitOptions,
-               gzsl: bool) -> TestResult:
-    """Final phase: retrain on all seen classes with the validated setting; report test numbers."""
+               gzsl: bool, selection: str = "validation") -> TestResult:
+    """Final phase: retrain on all seen classes with the validated setting; report test numbers at the unit
+    ``selection`` picks (:data:`SELECTIONS`; GZSL's gamma, threshold and gate are the validation phase's)."""
+    if selection not in SELECTIONS:
+        raise SmieError(f"selection must be one of {', '.join(SELECTIONS)}, got {selection!r}")
     unseen = list(split.unseen)
     rows = _rows(data, unseen, [UNSEEN_TEST])
     if len(rows) == 0:
         raise SmieError(f"split {split.id}: no unseen_test samples of the unseen classes")
     model, track = _train_tracking(make_model, val.setting, data, split.seen, rows, unseen, opts,
-                                   keep_epoch=val.epoch)
+                                   keep_epoch=val.epoch if selection == "validation" else None)
     model.load_state_dict(track.state)
     device = resolve_device(opts.device)
     scores = _scores(model, data, rows, unseen, device)
     targets = _targets(data, rows, unseen)
     curve = track.curve
     best = select_epoch(curve, opts.first_eligible())
-    out = dict(selected=dict(zsl_metrics(scores, targets), epoch=val.epoch),
+    out = dict(selected=dict(zsl_metrics(scores, targets), epoch=track.kept),
                last=dict(acc=curve[-1], per_class_acc=track.per_class[-1], epoch=len(curve) - 1),
                oracle=dict(acc=curve[best], per_class_acc=track.per_class[best], epoch=best, note=ORACLE_NOTE),
                curve=curve, losses=track.losses, rows=rows, scores=scores, targets=targets, timing=track.timing,
@@ -279,18 +287,19 @@ def final_test(make_model: Callable[..., Method], val: Validation, data: StageDa
 
 def run_protocol(make_model: Callable[..., Method], settings: list[dict], data: StageData, split,
                  opts: FitOptions, gzsl: bool = False, val_data: StageData | None = None,
-                 sweep_test: bool = True) -> ProtocolResult:
+                 sweep_test: bool = True, selection: str = "validation") -> ProtocolResult:
     """Validate every setting (on ``val_data`` when given, else on ``data``), pick the best on validation, then
     run the final phase on ``data`` for every setting (for the sweep table; only the chosen one when
     ``sweep_test`` is False, the others' test columns NaN) and return the selected one's results with
-    ``sweep`` rows for all."""
+    ``sweep`` rows for all. ``selection``: the final phase's reported unit (:data:`SELECTIONS`)."""
     view = "main" if val_data is None else "validation"
     started = time.perf_counter()
     vals = [validate(make_model, s, data if val_data is None else val_data, split, opts, gzsl, view)
             for s in settings]
     chosen = int(np.argmax([v.val_acc for v in vals]))
     validated = time.perf_counter()
-    tests = [final_test(make_model, v, data, split, opts, gzsl) if sweep_test or i == chosen else NOT_TESTED
+    tests = [final_test(make_model, v, data, split, opts, gzsl, selection) if sweep_test or i == chosen
+             else NOT_TESTED
              for i, v in enumerate(vals)]
     timing = dict(validation=validated - started, final=time.perf_counter() - validated)
     for phase in vals + tests:

@@ -17,6 +17,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
+import numpy as np
 import torch
 
 from smie.features.store import SmieError, provenance, to_json
@@ -28,7 +29,7 @@ from smie.pipeline.device import resolve_device
 from smie.pipeline.zsl.fit import FitOptions, semantic_matrix
 from smie.pipeline.zsl.compute import Compute, using
 from smie.pipeline.zsl.method import MethodContext
-from smie.pipeline.zsl.protocol import StageData, check_split, repartition, run_protocol
+from smie.pipeline.zsl.protocol import ORACLE_NOTE, StageData, check_split, repartition, run_protocol
 from smie.pipeline.zsl.results import metrics_record, selection_rule, summary
 from smie.pipeline.zsl.rundir import install_dir, write_run
 from smie.pipeline.zsl.spec import MethodSpec, RunFacts
@@ -92,6 +93,8 @@ def validation_view(vc, data: StageData, split, mode: str, where: str) -> tuple[
     split's unseen or ``val_unseen`` classes."""
     if mode not in VAL_FEATURES:
         raise SmieError(f"--val-features must be one of {', '.join(VAL_FEATURES)}, got {mode!r}")
+    if vc.validation is None and getattr(vc, "validation_set", None) is not None:
+        return validation_set_view(vc, data, split, mode, where)
     view = vc.validation
     usable = view is not None and not set(view.trained_classes) & (set(split.unseen) | set(split.val_unseen))
     if mode == "validation" and not usable:
@@ -105,10 +108,57 @@ def validation_view(vc, data: StageData, split, mode: str, where: str) -> tuple[
             dict(validation_features="validation-backbone", optimistic=False))
 
 
+def validation_set_view(vc, data: StageData, split, mode: str, where: str) -> tuple[StageData | None, dict]:
+    """:func:`validation_view` for an imported cache: its ``validation_set`` (the validation folder's own rows,
+    labels and partition codes, embedded by the backbone trained without ``val_unseen``; no masked views) is the
+    validation phase's data. Usable when that backbone learnt none of ``split``'s unseen or ``val_unseen``
+    classes and the set has samples of ``split``'s ``val_unseen`` classes (it was made for the cache's split)."""
+    vs = vc.validation_set
+    leaked = set(vs.trained_classes) & (set(split.unseen) | set(split.val_unseen))
+    missing = sorted(set(split.val_unseen) - set(np.unique(vs.labels).tolist()))
+    usable = not leaked and not missing
+    if mode == "validation" and not usable:
+        why = (f"the backbone of its validation set learnt classes {sorted(leaked)[:10]} of split {split.id}"
+               if leaked else f"its validation set has no samples of split {split.id}'s val_unseen classes "
+                              f"{missing[:10]}")
+        raise SmieError(f"{where}: {why}")
+    if mode == "main" or not usable:
+        return None, dict(validation_features="main-backbone", optimistic=True)
+    view = dataclasses.replace(data, features=vs.features, masked=None, labels=vs.labels, partition=vs.partition,
+                               sample_ids=vs.sample_ids)
+    return view, dict(validation_features="validation-set", optimistic=False)
+
+
+def stored_logits(vc, val_data: StageData | None) -> Mapping[str, Any]:
+    """The backbones' stored class scores by view (``main``; ``validation`` when the validation phase reads the
+    cache's ``validation_set``), for a GZSL gate whose seen expert is the backbone (MSF's, as its code does)."""
+    vs = getattr(vc, "validation_set", None)
+    own = val_data is not None and vs is not None and val_data.features is vs.features
+    return MappingProxyType({"main": getattr(vc, "logits", None), "validation": vs.logits if own else None})
+
+
 def cache_split(vc) -> Split:
     s = vc.split
     return Split(str(s["id"]), int(s.get("num_classes", len(vc.class_names))), tuple(s["seen"]),
                  tuple(s["unseen"]), tuple(s["val_unseen"]))
+
+
+def mark_selection(metrics: dict, selection: str) -> None:
+    """Record in ``metrics`` which unit the test numbers are reported at; a test-selected (oracle) run says so
+    in ``selection`` and beside ``zsl.selected``, so that no reader takes it for a validation-selected one."""
+    metrics["selection"]["test_unit"] = selection
+    if selection != "validation":
+        metrics["selection"].update(oracle=True, note=ORACLE_NOTE)
+        metrics["zsl"]["selected"] = dict(metrics["zsl"]["selected"], selected_on="unseen test (oracle)")
+
+
+def no_masked_views(visual, vc, method: str) -> str:
+    """The error of a method that needs keyframe-masked views (SMIE's temporal constraint) on a cache without."""
+    origin = ("imported features (smie import-features) carry none" if getattr(vc, "imported", None) else
+              "it was extracted without keyframe masking")
+    return (f"{visual}: holds no masked views ({origin}); method {method}'s temporal constraint needs them. "
+            "Run SMIE without it: `smie fit-baseline smie-notemporal ...` or `smie fit-estimator --no-temporal ...`"
+            ", or extract masked views with `smie extract-visual` from a backbone (smie import-backbone)")
 
 
 def split_slug(split_id: str) -> str:
@@ -124,7 +174,9 @@ class StageTwoRun:
     protocol validates and selects among (each completes ``options``); ``fit`` the training run; ``method`` the
     name recorded in ``metrics.json`` and ``model.pt``; ``record`` the command's config for ``config.json``;
     ``steps_per_epoch`` what :class:`~smie.pipeline.zsl.method.MethodContext` tells the method; ``caches`` a
-    :class:`CacheStore` to read through (None: read the caches afresh); ``compute`` the speed paths it takes."""
+    :class:`CacheStore` to read through (None: read the caches afresh); ``compute`` the speed paths it takes;
+    ``selection`` the unit the test numbers are reported at (``validation``, the default, or ``test-oracle``:
+    the published protocols' best test unit, recorded as such; :data:`~smie.pipeline.zsl.protocol.SELECTIONS`)."""
 
     method: str
     spec: MethodSpec
@@ -143,6 +195,7 @@ class StageTwoRun:
     record: Any = field(default_factory=dict)
     caches: CacheStore | None = None
     compute: Compute = Compute()
+    selection: str = "validation"
 
 
 def run_stage_two(run: StageTwoRun) -> FitResult:
@@ -162,12 +215,14 @@ def _run(run: StageTwoRun) -> FitResult:
     splits = [s for spec_ in run.split for s in resolve_splits(spec_, len(vc.class_names))] or [base]
     has_views = vc.masked.ndim == 3 and vc.masked.shape[1] > 0
     if spec.uses_masked and not has_views:
-        raise SmieError(f"{run.visual}: holds no masked views; the temporal constraint needs them (--no-temporal)")
+        raise SmieError(no_masked_views(run.visual, vc, spec.name))
     heads = MappingProxyType({"main": vc.head, "validation": None if vc.validation is None else vc.validation.head})
     settings = [{**run.options, **s} for s in run.settings]
     if spec.check is not None:
         facts = RunFacts(str(run.visual), run.gzsl, heads, vc.validation is not None, run.val_features,
-                         tuple(splits))
+                         tuple(splits), logits=MappingProxyType({
+                             "main": vc.logits, "validation": None if vc.validation_set is None
+                             else vc.validation_set.logits}))
         for setting in settings:
             spec.check(spec.make_params(setting), facts)
     masked = vc.masked if has_views else None
@@ -191,12 +246,15 @@ def _run(run: StageTwoRun) -> FitResult:
                     repartition(vc.partition, vc.labels, vc.split, sp, vc.partition_settings))
             data = StageData(vc.features, masked, vc.labels, part, class_sem, vc.class_names, vc.sample_ids)
             val_data, selection = validation_view(vc, data, sp, run.val_features, str(run.visual))
+            context = MethodContext(steps_per_epoch=run.steps_per_epoch, heads=heads,
+                                    logits=stored_logits(vc, val_data))
             res = run_protocol(make_model, [dict(s) for s in run.settings], data, sp, fit, gzsl=run.gzsl,
-                               val_data=val_data, sweep_test=spec.sweep_test)
+                               val_data=val_data, sweep_test=spec.sweep_test, selection=run.selection)
             counts = {name: int((part == PARTITIONS[name]).sum()) for name in PARTITION_NAMES}
             compute = dict(device=str(resolve_device(fit.device)), torch_threads=torch.get_num_threads(),
                            **run.compute.record())
             metrics = metrics_record(run.method, sp.id, res, rule, counts, selection, compute, read_seconds)
+            mark_selection(metrics, run.selection)
             tst, model = res.test, res.test.model
             info = dict(kinds=list(run.kinds), combine=run.combine, text_encoder=tc.encoder,
                         text_encoder_spec=tc.encoder_spec, text_weights_sha256=tc.weights_sha256,

@@ -48,7 +48,8 @@ class Cycles:
 @dataclass(frozen=True)
 class RunFacts:
     """What a spec's ``check`` may test before anything trains: where the run reads, whether it evaluates GZSL,
-    the cache's classifier heads and validation view, the features validation selects on, and the splits."""
+    the cache's classifier heads and validation view, the features validation selects on, the splits, and the
+    backbones' stored class scores by view (``main``, ``validation``: the imported validation set's)."""
 
     where: str
     gzsl: bool
@@ -56,6 +57,7 @@ class RunFacts:
     has_validation_view: bool
     val_features: str
     splits: tuple
+    logits: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True)

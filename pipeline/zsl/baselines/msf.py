@@ -87,7 +87,7 @@ class MSF(LatentClassifierStage):
         """MSF's gate when ``gate='msf'``, its seen expert the backbone heads of the run's context."""
         if self.hparams.gate != "msf":
             return None
-        return MSFGate(float(self.hparams.gate_temperature), self.context.heads)
+        return MSFGate(float(self.hparams.gate_temperature), self.context.heads, self.context.logits)
 
     def encode_visual(self, v):
         return self.enc_v(v)
@@ -123,10 +123,18 @@ class MSFGate:
 
     key = "msf_gate"
 
-    def __init__(self, temperature: float, heads: Mapping):
+    def __init__(self, temperature: float, heads: Mapping, logits: Mapping | None = None):
         self.temperature, self.heads = temperature, MappingProxyType(dict(heads))
+        self.logits = MappingProxyType(dict(logits or {}))
 
     def seen_expert(self, rows: GateRows) -> np.ndarray:
+        """The backbone's softmax over ``rows.seen`` at ``temperature``: from the view's classifier head, or, where
+        the cache has none, from the stored scores of the rows (imported ``*_out.npy``, as MSF's code reads)."""
+        if self.heads.get(rows.view) is None and self.logits.get(rows.view) is not None and rows.rows is not None:
+            return softmax(self.logits[rows.view].at(rows.rows, rows.seen).astype(np.float64), self.temperature)
+        return self._head_expert(rows)
+
+    def _head_expert(self, rows: GateRows) -> np.ndarray:
         """The backbone's own softmax over ``rows.seen`` (N, Ks) at ``temperature``, from the classifier head of
         ``rows.view``'s backbone on the cached features; restricted to ``rows.seen``, so in the validation phase a
         main head covers the phase's training classes only."""
@@ -165,6 +173,8 @@ def check_gate(hparams: MSFParams, run: RunFacts) -> None:
     where = f"{run.where}: option gate='msf'"
     if not run.gzsl:
         raise SmieError(f"{where} is a GZSL gate; add --gzsl")
+    if run.heads.get("main") is None and run.logits.get("main") is not None:
+        return check_stored_logits(run, where)
     if run.heads.get("main") is None:
         raise SmieError(f"{where} needs the backbone's classifier head in the visual cache; re-run extract-visual "
                         "with this smie version from a backbone checkpoint that has one")
@@ -175,6 +185,20 @@ def check_gate(hparams: MSFParams, run: RunFacts) -> None:
         missing = sorted(set(sp.seen) - set(run.heads["main"].classes))
         if missing:
             raise SmieError(f"{where}: the backbone's classifier head has no column for the seen classes "
+                            f"{missing[:10]} of split {sp.id}")
+
+
+def check_stored_logits(run: RunFacts, where: str) -> None:
+    """The gate on imported features: the stored scores must have a column for every seen class of each split,
+    and the validation phase needs the validation set's scores (unless it selects on the main features)."""
+    if run.logits.get("validation") is None or run.val_features == "main":
+        raise SmieError(f"{where}: on imported features the gate is fitted on the validation folder's rows with its "
+                        "stored backbone scores (*_out.npy), as MSF's code does; import the validation folder with "
+                        "them and leave --val-features at auto or validation")
+    for sp in run.splits:
+        missing = sorted(set(sp.seen) - set(run.logits["main"].classes))
+        if missing:
+            raise SmieError(f"{where}: the stored backbone scores have no column for the seen classes "
                             f"{missing[:10]} of split {sp.id}")
 
 

@@ -36,7 +36,9 @@ DEFAULT_BATCH_SIZE = 128
 class BaselineConfig:
     """One method on one or more splits. ``epochs``/``lr``/``batch_size``/``schedule`` None = the method's spec;
     ``kinds`` are the text cache kinds fused into the class semantics (the PoS methods need ``verb``, ``noun``;
-    MSF uses ``label``, ``action``, ``motion`` when left at the default); ``compute``: the CPU speed paths."""
+    MSF uses ``label``, ``action``, ``motion`` when left at the default); ``compute``: the CPU speed paths;
+    ``selection``: the unit the test numbers are reported at (``validation``; ``test-oracle`` only for
+    reproducing published protocols, labelled in metrics.json, :data:`smie.pipeline.zsl.protocol.SELECTIONS`)."""
 
     name: str
     visual: Path
@@ -55,6 +57,7 @@ class BaselineConfig:
     val_features: str = "auto"
     schedule: str | None = None
     compute: Compute = Compute()
+    selection: str = "validation"
 
 
 def parse_options(options: tuple[str, ...]) -> dict:
@@ -145,4 +148,4 @@ def fit_splits(cfg: BaselineConfig, epochs_scale: float = 1.0, caches: CacheStor
         method=cfg.name, spec=spec, fit=fit, visual=cfg.visual, text=cfg.text, out=cfg.out, options=options,
         settings=tuple(settings), kinds=kinds, combine=cfg.combine, split=tuple(cfg.split), gzsl=cfg.gzsl,
         val_features=cfg.val_features, steps_per_epoch=steps_per_epoch, record=record, caches=caches,
-        compute=cfg.compute))
+        compute=cfg.compute, selection=cfg.selection))
