@@ -1,0 +1,92 @@
+"""Time ``smie reproduce`` on a whole published table at NTU size, without NTU: synthetic SynSE-layout folders.
+
+Writes ``shift_5_r`` + ``shift_val_5_r`` at the 55/5 size of SynSE's folders (about 36,700 training rows of
+256-d; :mod:`smie.pipeline.visual.synse_synthetic`), one text cache holding every kind the table's methods read
+(the class vectors the features follow, as ``label``, ``verb``, ``noun``, ``action``, ``motion``), then runs
+:func:`smie.pipeline.tools.reproduce.reproduce` method by method and protocol by protocol, timing each run
+(seconds, with the validation and final phases from its ``metrics.json``) and the whole table. Goals (issue 22):
+every method of the table within 10 minutes on the 2-core CPU, SMIE's 100 epochs within 2 minutes.
+
+The figures depend on the machine's load: the load average is printed before and after; read them with it.
+
+    OMP_NUM_THREADS=1 python bench/reproduce_table.py --dir /tmp/repro-bench
+    python bench/reproduce_table.py --dir /tmp/repro-bench --protocol honest --method smie   # one run
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from smie.pipeline import registry  # noqa: E402
+from smie.pipeline.semantic.import_text_features import ImportTextConfig, import_text_features  # noqa: E402
+from smie.pipeline.tools.reproduce import PROTOCOLS, ReproduceConfig, reproduce, table_methods  # noqa: E402
+from smie.pipeline.visual.synse_synthetic import SynseLayout, write_synse_layout  # noqa: E402
+
+KINDS = ("label", "verb", "noun", "action", "motion")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--table", default="synse-ntu60-55/5", choices=list(registry.TABLES))
+    ap.add_argument("--dir", type=Path, default=None, help="Work directory (reused: folders and finished runs).")
+    ap.add_argument("--method", action="append", default=None, help="Only these methods (repeatable).")
+    ap.add_argument("--protocol", action="append", default=None, choices=list(PROTOCOLS))
+    ap.add_argument("--epochs", type=int, default=None, help="Every method's budget (default: its own).")
+    args = ap.parse_args()
+    table = registry.TABLES[args.table]
+    root = args.dir or Path(tempfile.mkdtemp(prefix="repro-bench-"))
+    root.mkdir(parents=True, exist_ok=True)
+    print(f"load average at start: {os.getloadavg()}; torch threads {torch.get_num_threads()}; "
+          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}; work directory {root}")
+    t0 = time.perf_counter()
+    main_folder = root / table.features
+    if not (main_folder / "train.npy").is_file():
+        write_synse_layout(root, SynseLayout(split=table.split))
+    text = root / "text.h5"
+    if not text.is_file():
+        import_text_features(ImportTextConfig(format="npy", out=text, dataset=table.split.split(":")[1],
+                                              files=tuple((k, root / "semantics.npy") for k in KINDS),
+                                              encoder="synthetic class vectors (bench/reproduce_table.py)"))
+    print(f"folders and text cache ready in {time.perf_counter() - t0:.1f} s")
+    out = root / "out"
+    methods = args.method or table_methods(table)
+    protocols = tuple(args.protocol or PROTOCOLS)
+    seconds: dict[tuple[str, str], float] = {}
+    t_all = time.perf_counter()
+    for method in methods:
+        for protocol in protocols:
+            t = time.perf_counter()
+            res = reproduce(ReproduceConfig(table=args.table, features=main_folder, text=(text,), out=out,
+                                            methods=(method,), protocols=(protocol,), epochs=args.epochs))
+            seconds[method, protocol] = time.perf_counter() - t
+            row = next(r for r in res.rows if r["method"] == method)
+            timing = json.loads((Path(row[f"run_{protocol}"]) / "metrics.json").read_text())["timing"]
+            nan = float("nan")
+            print(f"{method:8s} {protocol:9s} {seconds[method, protocol]:7.1f} s  (validation phase "
+                  f"{timing.get('validation', nan):.1f} s, final phase {timing.get('final', nan):.1f} s; "
+                  f"run {row['run_as']}, ZSL {row[f'ours_{protocol}']:.2f}%)", flush=True)
+    total = time.perf_counter() - t_all
+    print(f"whole table ({len(methods)} methods x {len(protocols)} protocols, incl. import): {total:.1f} s "
+          f"= {total / 60:.1f} min (goal: 10 min)")
+    for method in methods:
+        both = sum(seconds[method, p] for p in protocols)
+        print(f"  {method:8s} both protocols {both:7.1f} s")
+    if ("smie", "honest") in seconds:
+        print(f"SMIE's 100 epochs (honest run = validation phase + final phase, two trainings of the budget): "
+              f"{seconds['smie', 'honest']:.1f} s (goal: one 100-epoch training within 120 s)")
+    print(f"load average at end: {os.getloadavg()}")
+    print(reproduce(ReproduceConfig(table=args.table, features=main_folder, text=(text,), out=out,
+                                    methods=tuple(methods), protocols=protocols, epochs=args.epochs)).table)
+
+
+if __name__ == "__main__":
+    main()
