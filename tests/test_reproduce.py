@@ -157,7 +157,14 @@ def test_reproduce_skips_a_method_whose_text_kinds_are_missing(synse_folders, tm
     assert r.exit_code == 0, r.output
     assert "skipped: no --text cache holds kinds verb, noun" in r.output and "--format synse" in r.output
     assert not (tmp_path / "out" / "runs" / "published").exists()
-    assert (tmp_path / "out" / "runs" / "honest" / "revise" / "metrics.json").is_file()
+    config = tmp_path / "out" / "runs" / "honest" / "revise" / "config.json"
+    assert json.loads(config.read_text())["epochs"] == 1
+    # a finished run of other settings is not taken for this one: it runs again and is replaced
+    r = CliRunner().invoke(main, ["reproduce", TABLE, "--features", str(synse_folders["main"]), "--text", str(text),
+                                  "--out", str(tmp_path / "out"), "--epochs", "2", "--method", "revise",
+                                  "--protocol", "honest"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(config.read_text())["epochs"] == 2
 
 
 def test_reproduce_bad_inputs_give_clear_errors(synse_folders, tmp_path):

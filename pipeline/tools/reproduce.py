@@ -134,14 +134,28 @@ def _run(cfg: ReproduceConfig, visual: Path, method: str, run_as: str, protocol:
     from smie.pipeline.zsl.baselines.run import BaselineConfig, fit_baseline
 
     out = Path(cfg.out) / "runs" / protocol / method
-    if not (out / "metrics.json").is_file():
-        options = ("gate='msf'",) if run_as == "msf" and gzsl else ()
-        fit_baseline(BaselineConfig(name=run_as, visual=visual, text=text, out=out, kinds=kinds, gzsl=gzsl,
-                                    epochs=cfg.epochs, device=cfg.device, seed=cfg.seed, options=options,
-                                    selection="test-oracle" if protocol == "published" else "validation"))
+    options = ("gate='msf'",) if run_as == "msf" and gzsl else ()
+    run = BaselineConfig(name=run_as, visual=visual, text=text, out=out, kinds=kinds, gzsl=gzsl, epochs=cfg.epochs,
+                         device=cfg.device, seed=cfg.seed, options=options,
+                         selection="test-oracle" if protocol == "published" else "validation")
+    if not finished(out, run):
+        fit_baseline(run)
     metrics = json.loads((out / "metrics.json").read_text())
     metrics["_dir"] = str(out)
     return metrics
+
+
+REUSE_KEYS = ("name", "visual", "text", "kinds", "options", "epochs", "gzsl", "seed", "selection")
+
+
+def finished(out: Path, run) -> bool:
+    """Whether ``out`` is a finished run of ``run``'s settings (:data:`REUSE_KEYS`), so that a resumed command
+    reuses it; a run of other settings (an older command's) is run again and replaced atomically."""
+    if not (out / "metrics.json").is_file() or not (out / "config.json").is_file():
+        return False
+    done = json.loads((out / "config.json").read_text())
+    want = json.loads(to_json({k: getattr(run, k) for k in REUSE_KEYS}))
+    return all(done.get(k) == v for k, v in want.items())
 
 
 def from_oracle(honest: dict) -> dict:
