@@ -24,13 +24,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from smie.pipeline.zsl import evaluate
-from smie.pipeline.zsl.baselines import METHODS
 from smie.pipeline.zsl.baselines.vae import cycle_weights as _cycle_weights
 from smie.pipeline.zsl.baselines.vae import train_latent_classifier
-from smie.pipeline.zsl.fit import Batch, FitOptions, TrainSet, adam, lr_factor, semantic_matrix, train_method
-from smie.pipeline.zsl.linear import backend
+from smie.pipeline.zsl.compute import matmul_backend
+from smie.pipeline.zsl.fit import FitOptions, lr_factor, semantic_matrix, train_method
+from smie.pipeline.zsl.method import Batch, MethodContext, TrainSet
+from smie.pipeline.zsl.spec import Cycles, method_spec
 
-MATMUL = backend()  # resolved now: its self-check draws with torch.randn, which feed_noise replaces later
+MATMUL = matmul_backend()  # resolved now: its self-check draws with torch.randn, which feed_noise replaces later
 
 LOCATIONS = {
     "smie": "pipeline/zsl/estimator.py",
@@ -42,9 +43,13 @@ LOCATIONS = {
 
 # --- models, parameters, optimiser ---------------------------------------------------------------------------
 
-def make(method: str, visual_dim: int, sem_dim: int, dtype: torch.dtype, **options) -> nn.Module:
-    """smie's model of ``method`` (``smie``, ``msf``, ``synse``, ``cadavae``) in ``dtype``, training mode."""
-    return METHODS[method](visual_dim, sem_dim, **options).to(dtype).train()
+def make(method: str, visual_dim: int, sem_dim: int, dtype: torch.dtype, steps_per_epoch: int = 1,
+         **options) -> nn.Module:
+    """smie's model of ``method`` (``smie``, ``msf``, ``synse``, ``cadavae``) in ``dtype``, training mode: its
+    spec's ``build`` with hyper-parameters ``options`` (``--option`` names) and a run context of
+    ``steps_per_epoch`` optimiser steps per epoch (CADA-VAE's warm-ups)."""
+    context = MethodContext(steps_per_epoch=steps_per_epoch)
+    return method_spec(method).build(visual_dim, sem_dim, context, **options).to(dtype).train()
 
 
 def _linears(seq: nn.Module) -> list[str]:
@@ -109,10 +114,8 @@ def grads(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def optimizer(model: nn.Module, lr: float) -> torch.optim.Optimizer:
-    """The optimiser smie's loop builds for ``model`` (fused Adam; a method's own ``configure_optimizer``)."""
-    opts = FitOptions(lr=lr)
-    opt = model.configure_optimizer(opts) if hasattr(model, "configure_optimizer") else adam(model.parameters(),
-                                                                                             lr=lr)
+    """The optimiser smie's loop builds for ``model`` (the method's ``optimizer(lr)``: fused Adam, or its own)."""
+    opt = model.optimizer(lr)
     for group in opt.param_groups:
         group.setdefault("initial_lr", group["lr"])
     return opt
@@ -181,11 +184,12 @@ def cadavae_weights(model: nn.Module, step_index: int, steps_per_epoch: int) -> 
 # --- smie's own loop ----------------------------------------------------------------------------------------
 
 def train_loop(model: nn.Module, visual, masked, labels, class_sem, epochs: int, batch_size: int, lr: float,
-               warmup: int, seed: int, schedule: str = "cosine", epoch_steps: int | None = None, draws=None
+               warmup: int, seed: int, schedule: str = "cosine", cycle_steps: int | None = None, draws=None
                ) -> tuple[list[float], list[tuple[np.ndarray, np.ndarray | None]]]:
     """Train with smie's loop (``fit.train_method``); return its per-epoch mean losses and the batches it drew,
-    each ``(sample indices (B,), masked-view indices (B,) or None)``, recovered from the rows it fed. ``draws``
-    feeds its reparameterisation noise (``feed_noise``)."""
+    each ``(sample indices (B,), masked-view indices (B,) or None)``, recovered from the rows it fed. With
+    ``cycle_steps`` an epoch is a cycle of that many full batches (``FitOptions.cycle_steps``). ``draws`` feeds its
+    reparameterisation noise (``feed_noise``)."""
     where = {visual[i].numpy().tobytes(): i for i in range(len(visual))}
     views = {} if masked is None else {masked[i, w].numpy().tobytes(): (i, w) for i in range(masked.shape[0])
                                        for w in range(masked.shape[1])}
@@ -205,7 +209,7 @@ def train_loop(model: nn.Module, visual, masked, labels, class_sem, epochs: int,
     model.loss = recording
     try:
         opts = FitOptions(epochs=epochs, batch_size=batch_size, lr=lr, warmup=warmup, seed=seed, device="cpu",
-                          schedule=schedule, epoch_steps=epoch_steps)
+                          schedule=schedule, cycle_steps=cycle_steps)
         with feed_noise(draws) if draws is not None else contextlib.nullcontext():
             losses = train_method(model, TrainSet(visual, masked, labels, class_sem), opts)
     finally:
@@ -226,9 +230,11 @@ def smie_scores(model: nn.Module, visual: torch.Tensor, class_sem: torch.Tensor)
 
 @torch.no_grad()
 def smie_critic_on_raw(model: nn.Module, visual: torch.Tensor, class_sem: torch.Tensor) -> np.ndarray:
-    """``T(v, s)`` on the raw visual feature (N, K): the ranking the official ``get_acc`` uses, which issue #23's
-    ``score_on="raw"`` will offer. (Uses the estimator's pairwise critic until that option exists.)"""
-    return model._pairwise(visual, F.normalize(class_sem, dim=-1)).numpy()
+    """``T(v, s)`` on the raw visual feature (N, K): the ranking the official ``get_acc`` uses, smie's scores with
+    ``score_on="raw"`` (a model built with that option from the same state)."""
+    raw = make("smie", model.visual_dim, model.sem_dim, next(model.parameters()).dtype, score_on="raw")
+    raw.load_state_dict(model.state_dict())
+    return smie_scores(raw, visual, class_sem)
 
 
 def zsl_accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -347,17 +353,16 @@ def keyframe_remaining(x: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def defaults(method: str, num_classes: int | None = None) -> dict:
-    """smie's defaults for ``method``: learning rate, batch size, schedule, cycles and cycle length (cycle
-    methods), and the constructor's defaults (``latent`` ...), with a class table of ``num_classes`` applied."""
-    import inspect
+    """smie's defaults for ``method`` from its spec: learning rate, batch size, schedule, cycles and cycle length
+    (a :class:`Cycles` budget) and the hyper-parameters' defaults (``latent`` ...), with the spec's settings for a
+    class table of ``num_classes`` (``by_classes``) applied."""
+    import dataclasses
 
-    cls = METHODS[method]
-    out = {p.name: p.default for p in inspect.signature(cls.__init__).parameters.values()
-           if p.default is not inspect.Parameter.empty}
-    out.update(lr=cls.default_lr, batch_size=getattr(cls, "default_batch_size", 128),
-               schedule=getattr(cls, "default_schedule", "cosine"))
-    if hasattr(cls, "default_cycles"):
-        out.update(cycles=cls.default_cycles, cycle_length=cls.default_cycle_length)
+    spec = method_spec(method)
+    out = {f.name: f.default for f in dataclasses.fields(spec.params) if f.default is not dataclasses.MISSING}
+    out.update(lr=spec.lr, batch_size=spec.batch_size, schedule=spec.schedule)
+    if isinstance(spec.budget, Cycles):
+        out.update(cycles=spec.budget.cycles, cycle_length=spec.budget.length)
     if num_classes is not None:
-        out.update(getattr(cls, "defaults_by_classes", {}).get(num_classes, {}))
+        out.update(spec.by_classes.get(num_classes, {}))
     return out
