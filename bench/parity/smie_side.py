@@ -169,9 +169,10 @@ def step(model: nn.Module, opt: torch.optim.Optimizer, visual, labels, class_sem
     return value.detach()
 
 
-def cycle_weights(step_index: int, cycle_length: int = 1700) -> dict[str, float]:
-    """SynSE/MSF's per-step weights as smie computes them: ``kl_visual``, ``cross``, ``kl_text``."""
-    return _cycle_weights(step_index, cycle_length)
+def cycle_weights(step_index: int, cycle_length: int = 1700, text_kl: str = "msf") -> dict[str, float]:
+    """SynSE/MSF's per-step weights as smie computes them: ``kl_visual``, ``cross``, ``kl_text`` (``text_kl``:
+    ``msf``, or ``synse-cadavae``, the SynSE repository's CADA-VAE)."""
+    return _cycle_weights(step_index, cycle_length, text_kl=text_kl)
 
 
 def cadavae_weights(model: nn.Module, step_index: int, steps_per_epoch: int) -> dict[str, float]:
@@ -247,45 +248,22 @@ def select_epoch(curve: list[float], first_eligible: int) -> int:
 
 
 def latent_classifier_init(model: nn.Module, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The initial (weight (K, L), bias (K,)) of the latent classifier ``model`` trains (its seed): smie's
-    ``train_latent_classifier`` with zero epochs."""
+    """The initial (weight (K, L), bias (K,)) of the latent classifier ``model`` trains (its seed), in the model's
+    dtype: smie's ``train_latent_classifier`` with zero epochs."""
     dtype = next(model.parameters()).dtype
     z = torch.zeros(1, model.latent, dtype=dtype)
-    with _default_dtype(dtype):
-        clf = train_latent_classifier(z, torch.zeros(1, dtype=torch.long), num_classes, 0, model.cls_lr,
-                                      model.cls_batch, model.seed, relu_output=model.cls_relu)
+    clf = train_latent_classifier(z, torch.zeros(1, dtype=torch.long), num_classes, 0, model.cls_lr,
+                                  model.cls_batch, model.seed, relu_output=model.cls_relu)
     return clf[0].weight.detach().clone(), clf[0].bias.detach().clone()
-
-
-@contextlib.contextmanager
-def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
-    """smie's latent classifier is an ``nn.Linear`` built in torch's default dtype (float32), so a float64 model
-    cannot be scored; the bench builds it in the model's dtype. Its initial weights are still float32 draws (cast),
-    as in a float32 run, so that the bench's float64 and float32 runs differ in precision only."""
-    before, uniform = torch.get_default_dtype(), torch.Tensor.uniform_
-
-    def uniform32(self, a=0.0, b=1.0, *, generator=None):
-        if self.dtype != torch.float64:
-            return uniform(self, a, b, generator=generator)
-        with torch.no_grad():
-            return self.copy_(uniform(torch.empty(self.shape, dtype=torch.float32), a, b, generator=generator))
-
-    torch.set_default_dtype(dtype)
-    torch.Tensor.uniform_ = uniform32
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(before)
-        torch.Tensor.uniform_ = uniform
 
 
 @torch.no_grad()
 def latent_classify(model: nn.Module, visual: torch.Tensor, class_sem: torch.Tensor, draws) -> dict:
-    """Score ``visual`` (N, D) against ``class_sem`` (K, E) with the latent classifier (trained here, its
-    synthesised latents' noise from ``draws``). Returns ``scores`` (N, K) log-softmax and the classifier's
-    ``weight``/``bias``."""
+    """Score ``visual`` (N, D) against ``class_sem`` (K, E) with the latent classifier (trained here, in the
+    model's dtype, its synthesised latents' noise from ``draws``). Returns ``scores`` (N, K) log-softmax and the
+    classifier's ``weight``/``bias``."""
     model._classifiers.clear()
-    with feed_noise(draws), _default_dtype(next(model.parameters()).dtype):
+    with feed_noise(draws):
         scores = model.scores(visual, class_sem).numpy()
     clf = next(iter(model._classifiers.values()))
     model.train()
@@ -329,16 +307,18 @@ def seen_expert(logits: np.ndarray, seen_cols, temperature: float) -> np.ndarray
     return evaluate.softmax(np.asarray(logits)[:, list(seen_cols)], temperature)
 
 
-def fused_semantics(per_kind: list[np.ndarray]) -> np.ndarray:
+def fused_semantics(per_kind: list[np.ndarray], combine: str = "concat") -> np.ndarray:
     """smie's class semantics from several kinds, one text per class each (K, E_k): ``semantic_matrix`` of a text
-    cache holding them (each kind L2-normalised, concatenated), then MSF's own L2 norm (``encode_text``)."""
+    cache holding them (``combine``: ``concat``, each kind L2-normalised then concatenated; ``concat-raw``, the
+    code's raw concatenation and one norm), then MSF's own L2 norm (``encode_text``). ``semantic_matrix`` returns
+    float32 (the caches' precision)."""
     from smie.features.text import TextCache, TextKind
 
     K = per_kind[0].shape[0]
     groups = {f"kind{i}": TextKind(np.asarray(e, np.float32)[:, None, :], tuple((f"t{k}",) for k in range(K)),
                                    np.ones(K, np.int32)) for i, e in enumerate(per_kind)}
     cache = TextCache(tuple(f"class{k}" for k in range(K)), np.arange(K), groups, "parity", "parity", "", 0, False)
-    fused = torch.from_numpy(semantic_matrix(cache, tuple(groups)).astype(np.float64))
+    fused = torch.from_numpy(semantic_matrix(cache, tuple(groups), combine).astype(np.float64))
     return F.normalize(fused, dim=-1).numpy()
 
 
@@ -352,10 +332,11 @@ def keyframe_remaining(x: torch.Tensor, k: int) -> torch.Tensor:
     return kept_frames(x, "paper", k=k)[:, 0]
 
 
-def defaults(method: str, num_classes: int | None = None) -> dict:
+def defaults(method: str, num_classes: int | None = None, num_unseen: int | None = None) -> dict:
     """smie's defaults for ``method`` from its spec: learning rate, batch size, schedule, cycles and cycle length
     (a :class:`Cycles` budget) and the hyper-parameters' defaults (``latent`` ...), with the spec's settings for a
-    class table of ``num_classes`` (``by_classes``) applied."""
+    class table of ``num_classes`` with ``num_unseen`` unseen classes applied (``fit-baseline``'s
+    ``data_defaults_of``: ``by_classes``, then ``by_split``)."""
     import dataclasses
 
     spec = method_spec(method)
@@ -364,5 +345,7 @@ def defaults(method: str, num_classes: int | None = None) -> dict:
     if isinstance(spec.budget, Cycles):
         out.update(cycles=spec.budget.cycles, cycle_length=spec.budget.length)
     if num_classes is not None:
-        out.update(spec.by_classes.get(num_classes, {}))
+        from smie.pipeline.zsl.baselines.run import data_defaults_of
+
+        out.update(data_defaults_of(spec, num_classes, num_unseen if num_unseen is not None else 0))
     return out
