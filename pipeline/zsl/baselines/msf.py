@@ -34,7 +34,7 @@ the seen expert when P(seen) > 0.5.
 Which kinds are fused is the run's ``kinds`` (default label, action and motion descriptions).
 Deviations (docs/evaluation.md, "MSF: faithful vs ours"): the cycle is selected on validation ZSL accuracy, not
 on test accuracy (the gate is fitted on validation rows in both); the text encoder and the descriptions are the text cache's (the code: CLIP ViT-B/32 on
-one sentence per class and kind, without per-kind normalisation before the concatenation); our batches are
+one sentence per class and kind, without per-kind normalisation before the concatenation: ``--combine concat-raw``); our batches are
 taken from successive permutations, not a fresh random batch per step; the backbone's softmax covers only the
 classes its head was trained on (the code's head has a column for every class of the data set).
 """
