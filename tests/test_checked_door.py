@@ -164,3 +164,23 @@ def test_serve_llm_without_the_extra_says_how_to_install_it(missing, words):
     assert "pip install -e '.[llm]'" in out and "compiles llama.cpp" in out
     for w in words:
         assert w in out, out
+
+
+@pytest.mark.parametrize("kind", ["truncated checkpoint", "pickled module", "damaged cache", "text file"])
+def test_run_and_imported_checkpoints_go_through_the_door(bad, kind, tmp_path):
+    """``load_run`` (predict, show, report) and ``import-backbone`` read through the checkpoint door: the message
+    names the file and what was expected, never torch's weights_only advice."""
+    from smie.features.store import SmieError
+    from smie.pipeline.visual.import_backbone import read_state
+    from smie.pipeline.zsl.rundir import load_run
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(bad[kind], run / "model.pt")
+    with pytest.raises(SmieError) as err:
+        load_run(run)
+    assert str(run / "model.pt") in str(err.value) and "expected an smie run checkpoint" in str(err.value)
+    assert "weights_only" not in str(err.value)
+    with pytest.raises(SmieError) as err:
+        read_state(bad[kind])
+    assert str(bad[kind]) in str(err.value) and "weights_only" not in str(err.value)

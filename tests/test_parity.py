@@ -129,14 +129,19 @@ def test_short_parity_check_against_the_official_codes(bench, official, one_thre
         assert row("SMIE", "test predictions: get_acc vs smie's default", dtype).status == "DIFFERENT"
         assert row("MSF", "loss per step", dtype).status == "SAME"
         assert row("SynSE", "loss per step", dtype).status == "SAME"
-        assert row("SynSE", "noise per half made equal: ZSL test predictions", dtype).status == "SAME"
+        assert row("SynSE", "noise per half (smie noise='per-half', default): ZSL test predictions",
+                   dtype).status == "SAME"
+        assert row("SynSE", "smie noise='shared'", dtype).status == "DIFFERENT"
     assert "ValueError" in row("SMIE", "the code's 'sota' track").figure
     assert row("SMIE", "keyframe masking", "f32").status == "SAME"
-    assert row("SynSE", "defaults for 48/12", "-").status == "DIFFERENT"
+    for split in ("55/5", "48/12", "110/10", "96/24"):  # issue #23: the README's per-split latent and cycle
+        assert row("SynSE", f"defaults for {split}", "-").status == "SAME"
     assert row("CADA-VAE", "no noise: parameters").status == "SAME"
     assert row("CADA-VAE", "with noise").status == "DIFFERENT"
-    scan = row("CADA-VAE (SynSE repo)", "text-KL weight", "-")
+    scan = row("CADA-VAE (SynSE repo)", "text-KL weight k_fact2 vs smie msf kl_text (text_kl=msf)", "-")
     assert scan.figure.startswith("differs on 299/1700 steps (first at step 1401)"), scan.figure
+    scan = row("CADA-VAE (SynSE repo)", "text-KL weight k_fact2 vs smie msf kl_text (text_kl=synse-cadavae)", "-")
+    assert scan.status == "SAME" and scan.figure == "identical on 1700 steps", scan.figure
     gate = [r for r in rows if r.method == "MSF gate"]
     if gate and gate[0].status != "SKIP":
         assert row("MSF gate", "seen/unseen decisions").status == "SAME"

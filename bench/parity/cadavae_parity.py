@@ -224,7 +224,8 @@ def synse_run(repo: Path, data: dict, dtype: torch.dtype, steps: int, seed: int)
     with tempfile.TemporaryDirectory() as tmp:
         mod, runtime, parts = synse_load(repo, Path(tmp), data, dtype, -(-steps // CYCLE))
     labels_emb = mod.labels_emb.to(dtype)
-    model = S.make("msf", SP.D, labels_emb.shape[1], dtype, latent=SP.LATENT, cycle_length=CYCLE)
+    model = S.make("msf", SP.D, labels_emb.shape[1], dtype, latent=SP.LATENT, cycle_length=CYCLE,
+                   text_kl="synse-cadavae")
     S.load_neutral(model, C.official_tensors(parts))
     seen = data["seen"]
     row = {c: i for i, c in enumerate(seen)}
@@ -240,13 +241,13 @@ def synse_run(repo: Path, data: dict, dtype: torch.dtype, steps: int, seed: int)
     return C.lockstep_run(setup, steps, seed, variants)
 
 
-def synse_scan(repo: Path, data: dict, cycles: int) -> dict:
-    """The code's schedule over ``cycles`` cycles against smie's ``msf`` schedule."""
+def synse_scan(repo: Path, data: dict, cycles: int, text_kl: str) -> dict:
+    """The code's schedule over ``cycles`` cycles against smie's ``msf`` schedule with option ``text_kl``."""
     with tempfile.TemporaryDirectory() as tmp:
         mod, runtime, parts = synse_load(repo, Path(tmp), data, torch.float32, cycles)
     x = torch.as_tensor(data["train"], dtype=torch.float32)
     return C.scan_schedule(mod, runtime, x, data["y_train"], cycles, SYNSE_WEIGHTS, CYCLE,
-                           smie=lambda step: S.cycle_weights(step, CYCLE))
+                           smie=lambda step: S.cycle_weights(step, CYCLE, text_kl))
 
 
 def synse_rows(repo: Path, seed: int, steps: int, dtypes, scan_cycles: int) -> list[Row]:
@@ -254,17 +255,23 @@ def synse_rows(repo: Path, seed: int, steps: int, dtypes, scan_cycles: int) -> l
 
     data = SP.synthetic(seed)
     runs = {dt: synse_run(repo, data, dt, steps, seed) for dt in dtypes}
-    rows = C.lockstep_rows(SYNSE_CADA, "smie msf (label): ", runs, expect_weights=False)
+    rows = C.lockstep_rows(SYNSE_CADA, "smie msf (label, text_kl=synse-cadavae): ", runs, expect_weights=False)
     if scan_cycles:
-        scan = synse_scan(repo, data, scan_cycles)
-        d = scan["diffs"]
-        others = {k: v for k, v in d.items() if k != "k_fact2" and v}
-        rows.append(Row(SYNSE_CADA, f"text-KL weight k_fact2 vs smie msf kl_text, {scan_cycles} cycles", "-",
-                        f"differs on {d['k_fact2']}/{scan['steps']} steps (first at step "
-                        f"{scan['first'].get('k_fact2', '-')})", "DIFFERENT" if d["k_fact2"] else "SAME"))
-        rows.append(Row(SYNSE_CADA, "other weights (k_fact, cr_fact, lw_fact = 0) vs smie msf", "-",
-                        f"identical on {scan['steps']} steps" if not others else f"differ: {others}",
-                        "SAME" if not others else "MISMATCH"))
+        for text_kl, expected in (("synse-cadavae", "SAME"), ("msf", "DIFFERENT")):
+            scan = synse_scan(repo, data, scan_cycles, text_kl)
+            d = scan["diffs"]
+            others = {k: v for k, v in d.items() if k != "k_fact2" and v}
+            status = ("SAME" if not d["k_fact2"] else "MISMATCH") if expected == "SAME" else \
+                ("DIFFERENT" if d["k_fact2"] else "SAME")
+            rows.append(Row(SYNSE_CADA, f"text-KL weight k_fact2 vs smie msf kl_text (text_kl={text_kl}), "
+                            f"{scan_cycles} cycles", "-",
+                            f"differs on {d['k_fact2']}/{scan['steps']} steps (first at step "
+                            f"{scan['first'].get('k_fact2', '-')})" if d["k_fact2"] else
+                            f"identical on {scan['steps']} steps", status))
+            rows.append(Row(SYNSE_CADA, f"other weights (k_fact, cr_fact, lw_fact = 0) vs smie msf "
+                            f"(text_kl={text_kl})", "-",
+                            f"identical on {scan['steps']} steps" if not others else f"differ: {others}",
+                            "SAME" if not others else "MISMATCH"))
     return rows
 
 

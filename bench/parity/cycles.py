@@ -201,12 +201,14 @@ def classifier_check(mod, runtime: OfficialRuntime, model, official_draws: list[
 @dataclass
 class Variant:
     """One way of feeding the classifier's noise: ``official``/``smie`` draws in each side's order; ``same``: the
-    two sides are expected to agree (else the row shows the difference)."""
+    two sides are expected to agree (else the row shows the difference); ``model``: another smie model (an option
+    of the method, the setup's trained state loaded into it) to classify with."""
 
     label: str
     official: list[torch.Tensor]
     smie: list[torch.Tensor]
     same: bool = True
+    model: nn.Module | None = None  # smie's model to classify with (None: the setup's)
 
 
 @dataclass
@@ -250,7 +252,7 @@ def lockstep_run(setup: Setup, steps: int, seed: int, variants: Callable[[torch.
 
     def on_cycle_end(c):
         for v in variants(g):
-            check = classifier_check(mod, runtime, setup.model, v.official, v.smie, setup.ztest, setup.gtest,
+            check = classifier_check(mod, runtime, v.model or setup.model, v.official, v.smie, setup.ztest, setup.gtest,
                                      setup.unseen_sem, setup.unseen, dtype, setup.encoder_name)
             f = found.setdefault(v.label, dict(same=v.same, d_w=MaxDiff(), d_p=MaxDiff(), agree=[], accs=[],
                                                official=dict(weights=[], probs=[], preds=[])))

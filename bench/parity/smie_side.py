@@ -24,13 +24,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from smie.pipeline.zsl import evaluate
-from smie.pipeline.zsl.baselines import METHODS
 from smie.pipeline.zsl.baselines.vae import cycle_weights as _cycle_weights
 from smie.pipeline.zsl.baselines.vae import train_latent_classifier
-from smie.pipeline.zsl.fit import Batch, FitOptions, TrainSet, adam, lr_factor, semantic_matrix, train_method
-from smie.pipeline.zsl.linear import backend
+from smie.pipeline.zsl.compute import matmul_backend
+from smie.pipeline.zsl.fit import FitOptions, lr_factor, semantic_matrix, train_method
+from smie.pipeline.zsl.method import Batch, MethodContext, TrainSet
+from smie.pipeline.zsl.spec import Cycles, method_spec
 
-MATMUL = backend()  # resolved now: its self-check draws with torch.randn, which feed_noise replaces later
+MATMUL = matmul_backend()  # resolved now: its self-check draws with torch.randn, which feed_noise replaces later
 
 LOCATIONS = {
     "smie": "pipeline/zsl/estimator.py",
@@ -42,9 +43,13 @@ LOCATIONS = {
 
 # --- models, parameters, optimiser ---------------------------------------------------------------------------
 
-def make(method: str, visual_dim: int, sem_dim: int, dtype: torch.dtype, **options) -> nn.Module:
-    """smie's model of ``method`` (``smie``, ``msf``, ``synse``, ``cadavae``) in ``dtype``, training mode."""
-    return METHODS[method](visual_dim, sem_dim, **options).to(dtype).train()
+def make(method: str, visual_dim: int, sem_dim: int, dtype: torch.dtype, steps_per_epoch: int = 1,
+         **options) -> nn.Module:
+    """smie's model of ``method`` (``smie``, ``msf``, ``synse``, ``cadavae``) in ``dtype``, training mode: its
+    spec's ``build`` with hyper-parameters ``options`` (``--option`` names) and a run context of
+    ``steps_per_epoch`` optimiser steps per epoch (CADA-VAE's warm-ups)."""
+    context = MethodContext(steps_per_epoch=steps_per_epoch)
+    return method_spec(method).build(visual_dim, sem_dim, context, **options).to(dtype).train()
 
 
 def _linears(seq: nn.Module) -> list[str]:
@@ -109,10 +114,8 @@ def grads(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def optimizer(model: nn.Module, lr: float) -> torch.optim.Optimizer:
-    """The optimiser smie's loop builds for ``model`` (fused Adam; a method's own ``configure_optimizer``)."""
-    opts = FitOptions(lr=lr)
-    opt = model.configure_optimizer(opts) if hasattr(model, "configure_optimizer") else adam(model.parameters(),
-                                                                                             lr=lr)
+    """The optimiser smie's loop builds for ``model`` (the method's ``optimizer(lr)``: fused Adam, or its own)."""
+    opt = model.optimizer(lr)
     for group in opt.param_groups:
         group.setdefault("initial_lr", group["lr"])
     return opt
@@ -166,9 +169,10 @@ def step(model: nn.Module, opt: torch.optim.Optimizer, visual, labels, class_sem
     return value.detach()
 
 
-def cycle_weights(step_index: int, cycle_length: int = 1700) -> dict[str, float]:
-    """SynSE/MSF's per-step weights as smie computes them: ``kl_visual``, ``cross``, ``kl_text``."""
-    return _cycle_weights(step_index, cycle_length)
+def cycle_weights(step_index: int, cycle_length: int = 1700, text_kl: str = "msf") -> dict[str, float]:
+    """SynSE/MSF's per-step weights as smie computes them: ``kl_visual``, ``cross``, ``kl_text`` (``text_kl``:
+    ``msf``, or ``synse-cadavae``, the SynSE repository's CADA-VAE)."""
+    return _cycle_weights(step_index, cycle_length, text_kl=text_kl)
 
 
 def cadavae_weights(model: nn.Module, step_index: int, steps_per_epoch: int) -> dict[str, float]:
@@ -181,11 +185,12 @@ def cadavae_weights(model: nn.Module, step_index: int, steps_per_epoch: int) -> 
 # --- smie's own loop ----------------------------------------------------------------------------------------
 
 def train_loop(model: nn.Module, visual, masked, labels, class_sem, epochs: int, batch_size: int, lr: float,
-               warmup: int, seed: int, schedule: str = "cosine", epoch_steps: int | None = None, draws=None
+               warmup: int, seed: int, schedule: str = "cosine", cycle_steps: int | None = None, draws=None
                ) -> tuple[list[float], list[tuple[np.ndarray, np.ndarray | None]]]:
     """Train with smie's loop (``fit.train_method``); return its per-epoch mean losses and the batches it drew,
-    each ``(sample indices (B,), masked-view indices (B,) or None)``, recovered from the rows it fed. ``draws``
-    feeds its reparameterisation noise (``feed_noise``)."""
+    each ``(sample indices (B,), masked-view indices (B,) or None)``, recovered from the rows it fed. With
+    ``cycle_steps`` an epoch is a cycle of that many full batches (``FitOptions.cycle_steps``). ``draws`` feeds its
+    reparameterisation noise (``feed_noise``)."""
     where = {visual[i].numpy().tobytes(): i for i in range(len(visual))}
     views = {} if masked is None else {masked[i, w].numpy().tobytes(): (i, w) for i in range(masked.shape[0])
                                        for w in range(masked.shape[1])}
@@ -205,7 +210,7 @@ def train_loop(model: nn.Module, visual, masked, labels, class_sem, epochs: int,
     model.loss = recording
     try:
         opts = FitOptions(epochs=epochs, batch_size=batch_size, lr=lr, warmup=warmup, seed=seed, device="cpu",
-                          schedule=schedule, epoch_steps=epoch_steps)
+                          schedule=schedule, cycle_steps=cycle_steps)
         with feed_noise(draws) if draws is not None else contextlib.nullcontext():
             losses = train_method(model, TrainSet(visual, masked, labels, class_sem), opts)
     finally:
@@ -226,9 +231,11 @@ def smie_scores(model: nn.Module, visual: torch.Tensor, class_sem: torch.Tensor)
 
 @torch.no_grad()
 def smie_critic_on_raw(model: nn.Module, visual: torch.Tensor, class_sem: torch.Tensor) -> np.ndarray:
-    """``T(v, s)`` on the raw visual feature (N, K): the ranking the official ``get_acc`` uses, which issue #23's
-    ``score_on="raw"`` will offer. (Uses the estimator's pairwise critic until that option exists.)"""
-    return model._pairwise(visual, F.normalize(class_sem, dim=-1)).numpy()
+    """``T(v, s)`` on the raw visual feature (N, K): the ranking the official ``get_acc`` uses, smie's scores with
+    ``score_on="raw"`` (a model built with that option from the same state)."""
+    raw = make("smie", model.visual_dim, model.sem_dim, next(model.parameters()).dtype, score_on="raw")
+    raw.load_state_dict(model.state_dict())
+    return smie_scores(raw, visual, class_sem)
 
 
 def zsl_accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -241,45 +248,22 @@ def select_epoch(curve: list[float], first_eligible: int) -> int:
 
 
 def latent_classifier_init(model: nn.Module, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The initial (weight (K, L), bias (K,)) of the latent classifier ``model`` trains (its seed): smie's
-    ``train_latent_classifier`` with zero epochs."""
+    """The initial (weight (K, L), bias (K,)) of the latent classifier ``model`` trains (its seed), in the model's
+    dtype: smie's ``train_latent_classifier`` with zero epochs."""
     dtype = next(model.parameters()).dtype
     z = torch.zeros(1, model.latent, dtype=dtype)
-    with _default_dtype(dtype):
-        clf = train_latent_classifier(z, torch.zeros(1, dtype=torch.long), num_classes, 0, model.cls_lr,
-                                      model.cls_batch, model.seed, relu_output=model.cls_relu)
+    clf = train_latent_classifier(z, torch.zeros(1, dtype=torch.long), num_classes, 0, model.cls_lr,
+                                  model.cls_batch, model.seed, relu_output=model.cls_relu)
     return clf[0].weight.detach().clone(), clf[0].bias.detach().clone()
-
-
-@contextlib.contextmanager
-def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
-    """smie's latent classifier is an ``nn.Linear`` built in torch's default dtype (float32), so a float64 model
-    cannot be scored; the bench builds it in the model's dtype. Its initial weights are still float32 draws (cast),
-    as in a float32 run, so that the bench's float64 and float32 runs differ in precision only."""
-    before, uniform = torch.get_default_dtype(), torch.Tensor.uniform_
-
-    def uniform32(self, a=0.0, b=1.0, *, generator=None):
-        if self.dtype != torch.float64:
-            return uniform(self, a, b, generator=generator)
-        with torch.no_grad():
-            return self.copy_(uniform(torch.empty(self.shape, dtype=torch.float32), a, b, generator=generator))
-
-    torch.set_default_dtype(dtype)
-    torch.Tensor.uniform_ = uniform32
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(before)
-        torch.Tensor.uniform_ = uniform
 
 
 @torch.no_grad()
 def latent_classify(model: nn.Module, visual: torch.Tensor, class_sem: torch.Tensor, draws) -> dict:
-    """Score ``visual`` (N, D) against ``class_sem`` (K, E) with the latent classifier (trained here, its
-    synthesised latents' noise from ``draws``). Returns ``scores`` (N, K) log-softmax and the classifier's
-    ``weight``/``bias``."""
+    """Score ``visual`` (N, D) against ``class_sem`` (K, E) with the latent classifier (trained here, in the
+    model's dtype, its synthesised latents' noise from ``draws``). Returns ``scores`` (N, K) log-softmax and the
+    classifier's ``weight``/``bias``."""
     model._classifiers.clear()
-    with feed_noise(draws), _default_dtype(next(model.parameters()).dtype):
+    with feed_noise(draws):
         scores = model.scores(visual, class_sem).numpy()
     clf = next(iter(model._classifiers.values()))
     model.train()
@@ -323,16 +307,18 @@ def seen_expert(logits: np.ndarray, seen_cols, temperature: float) -> np.ndarray
     return evaluate.softmax(np.asarray(logits)[:, list(seen_cols)], temperature)
 
 
-def fused_semantics(per_kind: list[np.ndarray]) -> np.ndarray:
+def fused_semantics(per_kind: list[np.ndarray], combine: str = "concat") -> np.ndarray:
     """smie's class semantics from several kinds, one text per class each (K, E_k): ``semantic_matrix`` of a text
-    cache holding them (each kind L2-normalised, concatenated), then MSF's own L2 norm (``encode_text``)."""
+    cache holding them (``combine``: ``concat``, each kind L2-normalised then concatenated; ``concat-raw``, the
+    code's raw concatenation and one norm), then MSF's own L2 norm (``encode_text``). ``semantic_matrix`` returns
+    float32 (the caches' precision)."""
     from smie.features.text import TextCache, TextKind
 
     K = per_kind[0].shape[0]
     groups = {f"kind{i}": TextKind(np.asarray(e, np.float32)[:, None, :], tuple((f"t{k}",) for k in range(K)),
                                    np.ones(K, np.int32)) for i, e in enumerate(per_kind)}
     cache = TextCache(tuple(f"class{k}" for k in range(K)), np.arange(K), groups, "parity", "parity", "", 0, False)
-    fused = torch.from_numpy(semantic_matrix(cache, tuple(groups)).astype(np.float64))
+    fused = torch.from_numpy(semantic_matrix(cache, tuple(groups), combine).astype(np.float64))
     return F.normalize(fused, dim=-1).numpy()
 
 
@@ -346,18 +332,20 @@ def keyframe_remaining(x: torch.Tensor, k: int) -> torch.Tensor:
     return kept_frames(x, "paper", k=k)[:, 0]
 
 
-def defaults(method: str, num_classes: int | None = None) -> dict:
-    """smie's defaults for ``method``: learning rate, batch size, schedule, cycles and cycle length (cycle
-    methods), and the constructor's defaults (``latent`` ...), with a class table of ``num_classes`` applied."""
-    import inspect
+def defaults(method: str, num_classes: int | None = None, num_unseen: int | None = None) -> dict:
+    """smie's defaults for ``method`` from its spec: learning rate, batch size, schedule, cycles and cycle length
+    (a :class:`Cycles` budget) and the hyper-parameters' defaults (``latent`` ...), with the spec's settings for a
+    class table of ``num_classes`` with ``num_unseen`` unseen classes applied (``fit-baseline``'s
+    ``data_defaults_of``: ``by_classes``, then ``by_split``)."""
+    import dataclasses
 
-    cls = METHODS[method]
-    out = {p.name: p.default for p in inspect.signature(cls.__init__).parameters.values()
-           if p.default is not inspect.Parameter.empty}
-    out.update(lr=cls.default_lr, batch_size=getattr(cls, "default_batch_size", 128),
-               schedule=getattr(cls, "default_schedule", "cosine"))
-    if hasattr(cls, "default_cycles"):
-        out.update(cycles=cls.default_cycles, cycle_length=cls.default_cycle_length)
+    spec = method_spec(method)
+    out = {f.name: f.default for f in dataclasses.fields(spec.params) if f.default is not dataclasses.MISSING}
+    out.update(lr=spec.lr, batch_size=spec.batch_size, schedule=spec.schedule)
+    if isinstance(spec.budget, Cycles):
+        out.update(cycles=spec.budget.cycles, cycle_length=spec.budget.length)
     if num_classes is not None:
-        out.update(getattr(cls, "defaults_by_classes", {}).get(num_classes, {}))
+        from smie.pipeline.zsl.baselines.run import data_defaults_of
+
+        out.update(data_defaults_of(spec, num_classes, num_unseen if num_unseen is not None else 0))
     return out

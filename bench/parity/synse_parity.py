@@ -5,10 +5,10 @@
 --latent_size 100``), with ``--le w2v`` (300-d part-of-speech embeddings, the smaller of its two choices) on a
 synthetic ``resources`` directory in its own layout (``labels.npy``, noun/verb vocabularies and one-hot tables,
 ``label_splits``, ``ntu60_w2v_noun.npy``/``_verb.npy``), and trained in lockstep with smie (``cycles.Lockstep``).
-After each cycle the ZSL classifier is compared twice: with the code's two noise draws (verb half, then noun half,
-``synse_training.py:333-335``) made equal, which smie's single draw can match, and with the code's own two draws,
-which it cannot (issue #23: smie draws one vector for both halves). The defaults rows set smie's latent size and
-cycle length against the README's per-split commands.
+After each cycle the ZSL classifier is compared twice against the code's two noise draws (verb half, then noun
+half, ``synse_training.py:333-335``): smie's default ``noise='per-half'`` draws the same (issue #23), its option
+``noise='shared'`` (one draw for both halves) cannot match. The defaults rows set smie's per-split latent size and
+cycle length (``synse.split_defaults``) against the README's per-split commands.
 """
 from __future__ import annotations
 
@@ -106,9 +106,13 @@ def one_run(repo: Path, data: dict, dtype: torch.dtype, steps: int, seed: int) -
         # synse_training.py:324-335: rows c0..c4, c0..c4, ...; verb latents drawn first, then noun latents
         e_verb, e_noun = torch.randn(SS * 500, 1, generator=g), torch.randn(SS * 500, 1, generator=g)
         per_class = lambda e: [e.view(500, SS)[:, k:k + 1] for k in range(SS)]  # noqa: E731
-        return [C.Variant("noise per half made equal", [e_noun, e_noun], per_class(e_noun)),
-                C.Variant("the code's noise per half (smie: one draw)", [e_verb, e_noun], per_class(e_noun),
-                          same=False)]
+        # smie noise='per-half' (default) draws per class: its verb half, then its noun half
+        halves = [d for k in range(SS) for d in (per_class(e_verb)[k], per_class(e_noun)[k])]
+        shared = S.make("synse", D, 2 * E, dtype, latent=LATENT, cycle_length=CYCLE, noise="shared")
+        shared.load_state_dict(model.state_dict())
+        return [C.Variant("noise per half (smie noise='per-half', default)", [e_verb, e_noun], halves),
+                C.Variant("smie noise='shared' (one draw) vs the code's two", [e_verb, e_noun], per_class(e_noun),
+                          same=False, model=shared)]
 
     return C.lockstep_run(setup, steps, seed, variants)
 
@@ -117,11 +121,11 @@ def defaults_rows() -> list[Row]:
     """smie's latent size and cycle length against the README's command for each split."""
     rows = []
     for split, (classes, cycle, latent) in README.items():
-        ours = S.defaults("synse", classes)
+        ours = S.defaults("synse", classes, int(split.split("/")[1]))
         same = (ours["cycle_length"], ours["latent"]) == (cycle, latent)
         rows.append(Row(METHOD, f"defaults for {split} (README: cycle {cycle}, latent {latent})", "-",
                         f"smie: cycle {ours['cycle_length']}, latent {ours['latent']}",
-                        "SAME" if same else "DIFFERENT"))
+                        "SAME" if same else "MISMATCH"))
     ours = S.defaults("synse")
     code = dict(lr=1e-4, batch_size=64, schedule="constant", cycles=10)
     mine = {k: ours[k] for k in code}

@@ -158,8 +158,10 @@ skeletons_option = partial(click.option, "--skeletons", required=True, type=InFi
 visual_option = partial(click.option, "--visual", required=True, type=InFile)
 text_option = partial(click.option, "--text", required=True, type=InFile, help="Text cache.")
 kinds_option = partial(click.option, "--kind", "kinds", multiple=True, default=("label",), show_default=True)
-combine_option = partial(click.option, "--combine", default="concat", type=click.Choice(["concat", "mean"]),
-                         show_default=True)
+combine_option = partial(click.option, "--combine", default="concat", show_default=True,
+                         type=click.Choice(["concat", "mean", "concat-raw"]),
+                         help="How several --kind vectors fuse: each L2-normalised then concatenated (concat) or "
+                              "averaged (mean), or concatenated raw then one L2 norm (concat-raw: MSF's code).")
 splits_option = partial(click.option, "--split", multiple=True)  # evaluation splits or fold sets; help= per command
 gzsl_option = partial(click.option, "--gzsl", is_flag=True)
 epochs_option = partial(click.option, "--epochs", type=EPOCHS, default=None, show_default=True)  # None: the step's own

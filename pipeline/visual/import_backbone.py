@@ -21,14 +21,13 @@ was trained outside smie); provenance holds the source file's SHA-256.
 """
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from smie.features.store import SmieError, file_sha256, provenance
+from smie.features.store import SmieError, file_sha256, load_checkpoint_checked, provenance
 from smie.pipeline.data.classes import class_table
 from smie.pipeline.data.layouts import get_layout
 from smie.pipeline.data.splits import registry, resolve_split
@@ -63,15 +62,7 @@ class ImportBackboneConfig:
 def read_state(path: Path) -> dict[str, torch.Tensor]:
     """The checkpoint's tensors (a plain state dict, or one nested under ``state_dict``/``model``), with a
     ``module.`` prefix (DataParallel) stripped."""
-    with open(path, "rb") as fh:
-        magic = fh.read(2)
-    if not zipfile.is_zipfile(path) and magic[:1] != b"\x80":  # torch.save writes a zip (>= 1.6) or a pickle
-        raise SmieError(f"{path}: not a torch checkpoint (neither a zip archive nor a pickle)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for foreign or damaged files
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        raise SmieError(f"{path}: cannot be read as a weights-only torch checkpoint ({first})") from None
+    state = load_checkpoint_checked(path, "a published Shift-GCN / ST-GCN checkpoint (a weights-only state dict)")
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

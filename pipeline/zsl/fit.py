@@ -205,12 +205,20 @@ def _finish(model, data: TrainSet, unit: int, on_evaluate, clock: dict[str, floa
         clock["evaluate"] += time.perf_counter() - finalized
 
 
+COMBINES = ("concat", "mean", "concat-raw")
+
+
 def semantic_matrix(text_cache, kinds: tuple[str, ...] | list[str] = ("label",), combine: str = "concat") -> np.ndarray:
     """Class semantics (K, E') from a text cache: each kind's real descriptions (``text_cache.mask(kind)``; the
-    zero padding rows are skipped) averaged per class and L2-normalised, then concatenated (E' = sum of the
-    kinds' widths) or averaged (``combine="mean"``, kinds must share a width)."""
-    if combine not in ("concat", "mean"):
-        raise SmieError(f"combine must be 'concat' or 'mean', got {combine!r}")
+    zero padding rows are skipped) averaged per class, then
+
+    - ``concat``: each kind L2-normalised, then concatenated (E' = sum of the kinds' widths);
+    - ``mean``: each kind L2-normalised, then averaged (kinds must share a width);
+    - ``concat-raw``: the kinds concatenated as they are, then one L2 norm of the concatenation, as the MSF code
+      fuses its label, action and motion features (MSF-GZSSAR ``train.py:93-96``); a kind of larger norm weighs
+      more."""
+    if combine not in COMBINES:
+        raise SmieError(f"combine must be one of {', '.join(COMBINES)}, got {combine!r}")
     available = tuple(text_cache.kinds)
     parts = []
     for kind in kinds:
@@ -222,10 +230,14 @@ def semantic_matrix(text_cache, kinds: tuple[str, ...] | list[str] = ("label",),
             missing = [text_cache.class_names[k] for k in np.flatnonzero(~valid.any(axis=1))]
             raise SmieError(f"text cache kind {kind!r} has no embedding for classes: {', '.join(missing[:5])}")
         mean = (emb * valid[..., None]).sum(axis=1) / valid.sum(axis=1, keepdims=True)
-        mean /= np.linalg.norm(mean, axis=1, keepdims=True).clip(min=1e-12)
+        if combine != "concat-raw":
+            mean /= np.linalg.norm(mean, axis=1, keepdims=True).clip(min=1e-12)
         parts.append(mean)
     if combine == "mean":
         if len({p.shape[1] for p in parts}) != 1:
             raise SmieError("combine='mean' needs kinds of one embedding width; use combine='concat'")
         return np.mean(parts, axis=0).astype(np.float32)
-    return np.concatenate(parts, axis=1).astype(np.float32)
+    fused = np.concatenate(parts, axis=1)
+    if combine == "concat-raw":
+        fused /= np.linalg.norm(fused, axis=1, keepdims=True).clip(min=1e-12)
+    return fused.astype(np.float32)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from smie.features.store import SmieError, to_json
+from smie.features.store import SmieError, load_checkpoint_checked, to_json
 
 RUN_FORMAT = "smie.run"
 RUN_VERSION = 1
@@ -109,10 +109,7 @@ def load_run(path: str | os.PathLike, device: str = "cpu") -> tuple[torch.nn.Mod
     ckpt = path / "model.pt" if path.is_dir() else path
     if not ckpt.exists():
         raise SmieError(f"{path}: not a run directory (no model.pt)")
-    try:
-        blob = torch.load(ckpt, map_location=device, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is the user's file problem
-        raise SmieError(f"{ckpt}: cannot be read as an smie run checkpoint ({exc})") from None
+    blob = load_checkpoint_checked(ckpt, "an smie run checkpoint (model.pt of fit-estimator/fit-baseline)", device)
     if not isinstance(blob, dict) or blob.get("format") != RUN_FORMAT:
         raise SmieError(f"{ckpt}: not an smie run checkpoint")
     if blob.get("version") != RUN_VERSION:

@@ -78,6 +78,9 @@ class MethodSpec:
     - ``uses_masked``: whether training reads the cache's keyframe-masked views;
     - ``by_classes``: hyper-parameters for a class table of that size (MSF's NTU-120 ``latent``/``cycle_length``);
       ``run_params``: fields the run fills (``seed``: the run's seed; ``n_kinds``: the number of kinds read);
+    - ``by_split(num_classes, num_unseen)``: hyper-parameters for a class table of ``num_classes`` whose cache split
+      holds ``num_unseen`` unseen classes, applied after ``by_classes`` (SynSE's per-split ``latent`` and
+      ``cycle_length``), or None; a user option wins over both;
     - ``check(params, facts)``: user errors to raise before anything trains (:class:`RunFacts`), or None.
     """
 
@@ -99,6 +102,7 @@ class MethodSpec:
     by_classes: Mapping[int, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
     run_params: tuple[str, ...] = ()
     check: Callable[[Any, RunFacts], None] | None = None
+    by_split: Callable[[int, int], Mapping[str, Any]] | None = None
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES:

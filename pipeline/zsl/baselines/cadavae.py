@@ -14,8 +14,12 @@ are classified by their latent means.
 Choices: the batch size is the run's (default 128; the paper's is 50: ``--batch-size 50``); sigma =
 exp(logvar / 2) (the reference code samples with exp(logvar)); the epoch for the warm-ups is counted from
 training steps (``MethodContext.steps_per_epoch``, given at construction), since the shared loop has no epoch
-hook; SynSE's skeleton re-run of CADA-VAE (single-layer encoders, MSE, step-based schedule) is
-what :mod:`smie.pipeline.zsl.baselines.msf` trains with label semantics only (``msf`` with ``kinds=("label",)``).
+hook. SynSE's skeleton re-run of CADA-VAE (skelemoa/synse-zsl ``cada_vae/cada_vae_training.py``: single-layer
+encoders, MSE, a step-based schedule, no distribution alignment) is not this module: it is
+:mod:`smie.pipeline.zsl.baselines.msf` on label semantics with that code's text-KL weight (the visual KL weight
+times ``[step in cycle > 1400]``, every cycle), ``smie fit-baseline msf --kind label --option
+text_kl='synse-cadavae'``; ``msf``'s default text-KL weight (MSF's, from the third cycle on) differs from it on
+2,990 of 17,000 steps (docs/fidelity.md).
 """
 from __future__ import annotations
 

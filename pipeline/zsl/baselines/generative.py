@@ -6,7 +6,8 @@ for classes that were seen in training and with latents synthesised from the cla
 classifies the mean latent of each visual feature. With only unseen classes this is SynSE's/MSF's ZSL
 classifier; with all classes it is CADA-VAE's GZSL classifier.
 Subclasses provide ``encode_visual(v (N, D)) -> (mu, logvar)`` and ``encode_text(s (K, E)) -> (mu, logvar)``,
-and describe their classifier with a :class:`LatentClassifier`.
+and describe their classifier with a :class:`LatentClassifier`; ``sample_text`` (how a class text's latents are
+drawn) may be overridden (SynSE draws one noise vector per half).
 """
 from __future__ import annotations
 
@@ -63,6 +64,12 @@ class LatentClassifierStage(BaseMethod):
     def encode_text(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
+    def sample_text(self, row: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
+        """``n`` latents (n, L) synthesised from one class text ``row`` (1, E): one noise draw (n, 1) from ``gen``
+        shared over the latent (:func:`~smie.pipeline.zsl.baselines.vae.reparameterize`)."""
+        mu, lv = self.encode_text(row)
+        return reparameterize(mu.expand(n, -1), lv.expand(n, -1), gen)
+
     @torch.no_grad()
     def finalize(self, train, class_sem: torch.Tensor) -> None:
         """Store ``seen_per_class`` noisy latents per training class (repeating samples as CADA-VAE does; each
@@ -113,8 +120,7 @@ class LatentClassifierStage(BaseMethod):
             if seen is not None and self.seen_per_class > 0 and bool((self.seen_y == seen).any()):
                 z = self.seen_z[self.seen_y == seen]
             else:
-                mu, lv = self.encode_text(class_sem[k: k + 1])
-                z = reparameterize(mu.expand(per_unseen, -1), lv.expand(per_unseen, -1), gen)
+                z = self.sample_text(class_sem[k: k + 1], per_unseen, gen)
             zs.append(z)
             ys.append(torch.full((z.shape[0],), k, dtype=torch.long, device=z.device))
         clf = train_latent_classifier(torch.cat(zs), torch.cat(ys), class_sem.shape[0], self.cls_epochs,

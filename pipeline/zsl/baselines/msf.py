@@ -11,6 +11,10 @@ after exactly cycles x cycle_length steps and the model is evaluated at cycle en
 The ZSL classifier is a softmax classifier (``Linear + ReLU``, 300 full-batch Adam steps, lr 1e-3) on 500
 latents synthesised per unseen class from the text encoder, applied to the visual mean.
 
+SynSE's repository trains its CADA-VAE baseline with this model on label semantics, with one difference in the
+schedule: its text-KL weight is the visual one times ``[e > 1400]`` in every cycle (``--option
+text_kl='synse-cadavae'``; the default ``'msf'`` is MSF's: from the third cycle, counted from step 1400).
+
 NTU-120: on a 120-class table the code's ``run120.sh`` settings apply (latent 200, cycles of 1900 steps, whose
 constants are unscaled: KL from step 1000 over 3000, cross-reconstruction from step 1500); elsewhere they are
 ``--option latent=200 --option cycle_length=1900``. When a small data set forces a shorter cycle (at most 200
@@ -30,7 +34,7 @@ the seen expert when P(seen) > 0.5.
 Which kinds are fused is the run's ``kinds`` (default label, action and motion descriptions).
 Deviations (docs/evaluation.md, "MSF: faithful vs ours"): the cycle is selected on validation ZSL accuracy, not
 on test accuracy (the gate is fitted on validation rows in both); the text encoder and the descriptions are the text cache's (the code: CLIP ViT-B/32 on
-one sentence per class and kind, without per-kind normalisation before the concatenation); our batches are
+one sentence per class and kind, without per-kind normalisation before the concatenation: ``--combine concat-raw``); our batches are
 taken from successive permutations, not a fresh random batch per step; the backbone's softmax covers only the
 classes its head was trained on (the code's head has a column for every class of the data set).
 """
@@ -46,8 +50,8 @@ import torch.nn.functional as F
 
 from smie.features.store import SmieError
 from smie.pipeline.zsl.baselines.generative import LatentClassifier, LatentClassifierStage
-from smie.pipeline.zsl.baselines.vae import (CycleParams, GaussianEncoder, cycle_weights, decoder, kl_divergence,
-                                               reparameterize, weighted_sum)
+from smie.pipeline.zsl.baselines.vae import (TEXT_KL, CycleParams, GaussianEncoder, cycle_weights, decoder,
+                                               kl_divergence, reparameterize, weighted_sum)
 from smie.pipeline.zsl.evaluate import fit_msf_gate, msf_gate_predict, softmax
 from smie.pipeline.zsl.method import GateRows, MethodContext
 from smie.pipeline.zsl.spec import Cycles, MethodSpec, RunFacts
@@ -57,12 +61,18 @@ GATES = (None, "msf")
 
 @dataclass(frozen=True)
 class MSFParams(CycleParams):
-    """SynSE's hyper-parameters, plus ``gate`` (``'msf'``: MSF's GZSL gate) and its seen expert's temperature."""
+    """SynSE's hyper-parameters, plus ``gate`` (``'msf'``: MSF's GZSL gate) and its seen expert's temperature, and
+    ``text_kl``, the text-KL weight of the cycle schedule (:func:`~smie.pipeline.zsl.baselines.vae.cycle_weights`):
+    ``'msf'`` (MSF's code) or ``'synse-cadavae'`` (the SynSE repository's CADA-VAE, which this method trains with
+    label semantics: ``--kind label --option text_kl='synse-cadavae'``)."""
 
     gate: str | None = None
     gate_temperature: float = 2.0
+    text_kl: str = "msf"
 
     def __post_init__(self):
+        if self.text_kl not in TEXT_KL:
+            raise SmieError(f"msf: option text_kl must be one of {', '.join(TEXT_KL)}, got {self.text_kl!r}")
         if self.gate not in GATES:
             raise SmieError(f"msf: option gate must be 'msf' (MSF's gating model) or None, got {self.gate!r}")
         if self.gate_temperature <= 0:
@@ -96,7 +106,7 @@ class MSF(LatentClassifierStage):
         return self.enc_t(F.normalize(s, dim=-1))
 
     def loss(self, batch) -> torch.Tensor:
-        w = cycle_weights(int(self.step), self.cycle_length, self.cycle_base)
+        w = cycle_weights(int(self.step), self.cycle_length, self.cycle_base, self.hparams.text_kl)
         if self.training:
             self.step += 1
         x = batch.visual

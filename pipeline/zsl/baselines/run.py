@@ -4,7 +4,8 @@ The method's :class:`~smie.pipeline.zsl.spec.MethodSpec` (by name, from :mod:`sm
 default: learning rate, batch size, schedule and warm-up, budget, evaluation cadence, the kinds it reads (when
 the run leaves the default ``("label",)``; with ``kinds_if_available`` the kinds the text cache lacks are left
 out), the settings it selects on validation (a user ``--option`` fixes that setting), hyper-parameters for a
-class table of that size (``by_classes``, e.g. MSF's NTU-120 settings; a user ``--option`` wins), and which
+class table of that size (``by_classes``, e.g. MSF's NTU-120 settings) or that split (``by_split``, SynSE's
+per-split latent and cycle length; a user ``--option`` wins over both), and which
 hyper-parameters the run fills (``run_params``: the seed, the number of kinds). A config value that is not None
 replaces the spec's. Everything else is :func:`smie.pipeline.zsl.runner.run_stage_two`'s: cache loading and
 class-table checks, per-split repartition, validation-based selection, ZSL/GZSL test metrics and the run
@@ -91,6 +92,15 @@ def model_options(spec: MethodSpec, options: dict, user: dict) -> dict:
     return {**{k: v for k, v in options.items() if k in fields}, **user}
 
 
+def data_defaults_of(spec: MethodSpec, num_classes: int, num_unseen: int) -> dict:
+    """The spec's hyper-parameters for this data: ``by_classes[num_classes]``, then ``by_split(num_classes,
+    num_unseen)`` (the cache split's unseen classes); the user's options replace them later."""
+    out = dict(spec.by_classes.get(num_classes, {}))
+    if spec.by_split is not None:
+        out.update(spec.by_split(num_classes, num_unseen))
+    return out
+
+
 def fit_baseline(cfg: BaselineConfig) -> FitResult:
     """Train and evaluate ``cfg.name`` from the caches alone; write the run directory ``cfg.out``."""
     return fit_splits(cfg)
@@ -123,7 +133,7 @@ def fit_splits(cfg: BaselineConfig, epochs_scale: float = 1.0, caches: CacheStor
         kinds = tuple(k for k in kinds if k in have or k == kinds[0])
     head = read_visual_header(cfg.visual)
     base = cache_split(head)
-    data_defaults = dict(spec.by_classes.get(len(head.class_names), {}))
+    data_defaults = data_defaults_of(spec, len(head.class_names), len(base.unseen))
     n_train = int(((np.asarray(head.partition) == SEEN_TRAIN) & np.isin(head.labels, list(base.seen))).sum())
     epochs, extra = plan_units(spec, n_train, batch_size, cfg.epochs, user, data_defaults)
     if cfg.epochs is None and epochs_scale != 1.0:

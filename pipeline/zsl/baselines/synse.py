@@ -14,12 +14,19 @@ class (CADA-VAE's recipe) and ``smie.pipeline.zsl.evaluate``'s gate (or calibrat
 The authors gate between this ZSL classifier and the backbone's own seen-class softmax with a logistic regression
 whose temperature and threshold they grid-search on a held-out fifth (``gating_synse_model_training.py``); that
 gate is MSF's (``msf --option gate='msf'``, with MSF's fixed T = 2 and threshold 0.5) and is not offered here.
-Defaults: latent 100 (the code's NTU-60 setting), 10 cycles of 1700 steps, Adam lr 1e-4 at a constant rate,
-batches of 64, as in the code (its spec); a :class:`~smie.pipeline.zsl.spec.Cycles` budget, one unit per cycle, so
-training stops after exactly 10 x 1700 steps and is evaluated at cycle ends. The code keeps the cycle with the best test
-accuracy; here selection is on validation.
+Defaults, per split as the README's commands (``synse/README.md``; :func:`split_defaults`, from the class table
+and the cache split's unseen classes): latent 200 on a 120-class table, else 100; cycles of 1700 steps for a
+60-class table with 5 unseen classes (55/5), else 1900 (48/12, 110/10, 96/24); a user ``--option latent=...`` or
+``cycle_length=...`` wins. Adam lr 1e-4 at a constant rate, batches of 64, 10 cycles, as in the code (its spec); a
+:class:`~smie.pipeline.zsl.spec.Cycles` budget, one unit per cycle, so training stops after exactly 10 cycles and
+is evaluated at cycle ends. The code keeps the cycle with the best test accuracy; here selection is on validation.
+Noise of the synthesised classifier latents (``noise``): ``"per-half"`` (default, the code's
+``synse_training.py:333-335``) draws one noise vector for the verb half, then one for the noun half, of each
+class's ``[z_noun, z_verb]``; ``"shared"`` (smie before issue #23) draws one for both halves.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +39,29 @@ from smie.pipeline.zsl.method import MethodContext
 from smie.pipeline.zsl.spec import Cycles, MethodSpec
 
 
+NOISES = ("per-half", "shared")
+
+
+@dataclass(frozen=True)
+class SynSEParams(CycleParams):
+    """:class:`~smie.pipeline.zsl.baselines.vae.CycleParams`, plus ``noise``: how the classifier's latents of a
+    class text are drawn, ``"per-half"`` (the code's: a draw for the verb half, then one for the noun half) or
+    ``"shared"`` (one draw for both halves)."""
+
+    noise: str = "per-half"
+
+    def __post_init__(self):
+        if self.noise not in NOISES:
+            raise SmieError(f"synse: option noise must be one of {', '.join(NOISES)}, got {self.noise!r}")
+
+
+def split_defaults(num_classes: int, num_unseen: int) -> dict:
+    """The README's per-split settings: ``latent`` 200 on a 120-class table (NTU-120) else 100; ``cycle_length``
+    1700 for a 60-class table with 5 unseen classes (NTU-60 55/5) else 1900."""
+    return dict(latent=200 if num_classes == 120 else 100,
+                cycle_length=1700 if (num_classes, num_unseen) == (60, 5) else 1900)
+
+
 def split_pos(class_sem: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(K, 2E') -> verb (K, E') and noun (K, E'), each L2-normalised (the code normalises both on load)."""
     K, E = class_sem.shape
@@ -41,7 +71,7 @@ def split_pos(class_sem: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class SynSE(LatentClassifierStage):
-    def __init__(self, visual_dim: int, sem_dim: int, hparams: CycleParams = CycleParams(),
+    def __init__(self, visual_dim: int, sem_dim: int, hparams: SynSEParams = SynSEParams(),
                  context: MethodContext | None = None):
         h = hparams
         super().__init__(visual_dim, sem_dim, h, context, LatentClassifier(
@@ -67,6 +97,17 @@ class SynSE(LatentClassifierStage):
         (mu_n, lv_n), (mu_v, lv_v) = self.enc_noun(noun), self.enc_verb(verb)
         return torch.cat([mu_n, mu_v], 1), torch.cat([lv_n, lv_v], 1)
 
+    def sample_text(self, row: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
+        """``n`` latents ``[z_noun, z_verb]`` (n, L) of one class text ``row`` (1, 2E'); with ``noise="per-half"``
+        the verb half's noise (n, 1) is drawn first, then the noun half's, as the code does; ``"shared"``: one."""
+        if self.hparams.noise == "shared":
+            return super().sample_text(row, n, gen)
+        verb, noun = split_pos(row)
+        (mu_n, lv_n), (mu_v, lv_v) = self.enc_noun(noun), self.enc_verb(verb)
+        z_v = reparameterize(mu_v.expand(n, -1), lv_v.expand(n, -1), gen)
+        z_n = reparameterize(mu_n.expand(n, -1), lv_n.expand(n, -1), gen)
+        return torch.cat([z_n, z_v], 1)
+
     def loss(self, batch) -> torch.Tensor:
         w = cycle_weights(int(self.step), self.cycle_length, self.cycle_base)
         if self.training:
@@ -89,5 +130,5 @@ class SynSE(LatentClassifierStage):
              + mse(self.dec_s(torch.cat([z_n, z_v], 1)), s)))
 
 
-SPEC = MethodSpec("synse", SynSE, CycleParams, lr=1e-4, budget=Cycles(10, 1700), batch_size=64, schedule="constant",
-                  selectable="any", kinds=("verb", "noun"), run_params=("seed",))
+SPEC = MethodSpec("synse", SynSE, SynSEParams, lr=1e-4, budget=Cycles(10, 1700), batch_size=64, schedule="constant",
+                  selectable="any", kinds=("verb", "noun"), run_params=("seed",), by_split=split_defaults)

@@ -13,6 +13,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from smie.features.store import SmieError
 from smie.pipeline.zsl.compute import Linear, mm
 
 
@@ -103,7 +104,8 @@ def train_latent_classifier(
     """Fit a linear softmax classifier on latents ``z`` (M, L) with targets ``y`` (M,) in [0, num_classes).
 
     ``batch_size <= 0`` means full-batch steps (the SynSE/MSF code: 300 full-batch Adam steps); ``relu_output``
-    reproduces their ``MLP([latent, K])``, a Linear followed by ReLU.
+    reproduces their ``MLP([latent, K])``, a Linear followed by ReLU. The classifier is built in ``z``'s dtype
+    (a float64 model scores in float64); its initial weights are float32 draws, cast, whatever that dtype.
 
     The loop is the codes' (cross-entropy, Adam with beta1 0.5 for minibatches, else 0.9), with the gradient
     of the softmax layer written out instead of taken by autograd: ``(softmax - onehot) / B`` times the
@@ -113,9 +115,10 @@ def train_latent_classifier(
     per-step overhead is 20x the arithmetic; ``tests/test_stage2_fast.py`` checks it against the autograd loop.
     """
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    fc = nn.Linear(z.shape[1], num_classes)
+    fc = nn.Linear(z.shape[1], num_classes, dtype=z.dtype)  # the latents' precision (float64 runs stay float64)
     bound = 0.5 * (6.0 / (fc.in_features + fc.out_features)) ** 0.5
-    init = torch.empty_like(fc.weight, device="cpu").uniform_(-1, 1, generator=gen) * bound
+    # drawn in float32 whatever z's dtype, so a float64 run starts from the float32 run's classifier (cast)
+    init = torch.empty(fc.weight.shape, dtype=torch.float32).uniform_(-1, 1, generator=gen) * bound
     zb = torch.cat((z.detach(), torch.ones(z.shape[0], 1, dtype=z.dtype, device=z.device)), dim=1)  # (M, L+1)
     param = torch.cat((init.to(z), torch.zeros(num_classes, 1, dtype=z.dtype, device=z.device)), dim=1)
     exp_avg, exp_avg_sq = torch.zeros_like(param), torch.zeros_like(param)
@@ -166,22 +169,36 @@ class CycleParams:
     cycle_base: int | None = None
 
 
-def cycle_weights(step: int, cycle_length: int = 1700, base: int | None = None) -> dict[str, float]:
+TEXT_KL = ("msf", "synse-cadavae")
+
+
+def cycle_weights(step: int, cycle_length: int = 1700, base: int | None = None,
+                  text_kl: str = "msf") -> dict[str, float]:
     """The SynSE/MSF code's per-iteration schedule inside cycles of ``cycle_length`` steps.
 
     ``base`` is the cycle length the code's constants belong to (None: ``max(cycle_length, 1700)``). The code
     uses KL start 1000 and divisor 3000 for any cycle, and a cross-reconstruction start ``x = 1400`` when the
     cycle is 1700 steps (NTU-60), else ``x = 1500`` (NTU-120's 1900). With ``e`` the step within cycle ``c``
     and ``r = cycle_length / base`` (1 unless the cycle was shortened for a small data set): visual KL weight
-    ``max(0.1 (e - 1000 r) / (3000 r), 0)``; every cross-reconstruction term weighs 1 once ``e > x r``; the
-    text KL weights ``max(0.1 (e - x r) / (3000 r), 0)`` only from the third cycle on (``c > 1``), as in the code.
+    ``max(0.1 (e - 1000 r) / (3000 r), 0)``; every cross-reconstruction term weighs 1 once ``e > x r``. The text
+    KL weight, ``text_kl``:
+
+    - ``"msf"``: ``max(0.1 (e - x r) / (3000 r), 0)`` only from the third cycle on (``c > 1``), as in the MSF
+      code (``train.py``) and SynSE's ``synse_training.py``;
+    - ``"synse-cadavae"``: the visual KL weight times ``[e > x r]`` in every cycle, as the SynSE repository's
+      CADA-VAE computes it (``cada_vae/cada_vae_training.py:172-173``: ``k_fact2 = k_fact * (epoch > s_epoch +
+      cr_fact_epoch)``).
     """
+    if text_kl not in TEXT_KL:
+        raise SmieError(f"text_kl must be one of {', '.join(TEXT_KL)}, got {text_kl!r}")
     base = max(int(cycle_length), 1700) if base is None else int(base)
     c, e = divmod(int(step), max(1, int(cycle_length)))
     r = cycle_length / base
     x = 1400 if base == 1700 else 1500
-    return {
-        "kl_visual": max(0.1 * (e - 1000 * r) / (3000 * r), 0.0),
-        "cross": 1.0 if e > x * r else 0.0,
-        "kl_text": max(0.1 * (e - x * r) / (3000 * r), 0.0) * (1.0 if c > 1 else 0.0),
-    }
+    kl_visual = max(0.1 * (e - 1000 * r) / (3000 * r), 0.0)
+    cross = 1.0 if e > x * r else 0.0
+    if text_kl == "synse-cadavae":
+        kl_text = kl_visual * cross
+    else:
+        kl_text = max(0.1 * (e - x * r) / (3000 * r), 0.0) * (1.0 if c > 1 else 0.0)
+    return {"kl_visual": kl_visual, "cross": cross, "kl_text": kl_text}
