@@ -138,6 +138,9 @@ def test_reproduce_runs_the_published_table_end_to_end_and_resumes(synse_folders
         assert pub["curves"]["test_acc"] == hon["curves"]["test_acc"], method
     msf = json.loads((out / "runs" / "published" / "msf" / "metrics.json").read_text())
     assert "msf_gate" in msf["gzsl"]
+    for protocol in ("published", "honest"):  # MSF's own fusion of its kinds in both protocols
+        config = json.loads((out / "runs" / protocol / "msf" / "config.json").read_text())
+        assert config["combine"] == "concat-raw" and config["options"] == ["gate='msf'"]
     results = json.loads((out / "results.json").read_text())
     assert results["selection"]["published"].startswith("test-oracle") and results["table"] == TABLE
     assert "test-selected (oracle)" in (out / "table.md").read_text()

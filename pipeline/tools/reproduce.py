@@ -136,7 +136,7 @@ def _run(cfg: ReproduceConfig, visual: Path, method: str, run_as: str, protocol:
     out = Path(cfg.out) / "runs" / protocol / method
     options = ("gate='msf'",) if run_as == "msf" and gzsl else ()
     run = BaselineConfig(name=run_as, visual=visual, text=text, out=out, kinds=kinds, gzsl=gzsl, epochs=cfg.epochs,
-                         device=cfg.device, seed=cfg.seed, options=options,
+                         device=cfg.device, seed=cfg.seed, options=options, combine=COMBINE.get(run_as, "concat"),
                          selection="test-oracle" if protocol == "published" else "validation")
     if not finished(out, run):
         fit_baseline(run)
@@ -145,7 +145,10 @@ def _run(cfg: ReproduceConfig, visual: Path, method: str, run_as: str, protocol:
     return metrics
 
 
-REUSE_KEYS = ("name", "visual", "text", "kinds", "options", "epochs", "gzsl", "seed", "selection")
+REUSE_KEYS = ("name", "visual", "text", "kinds", "options", "epochs", "gzsl", "seed", "selection", "combine")
+COMBINE = {"msf": "concat-raw"}
+"""A method's kind fusion where its code's differs from smie's default (MSF: the raw kinds concatenated, one L2
+norm; ``--combine concat-raw``), in both protocols."""
 
 
 def finished(out: Path, run) -> bool:
