@@ -76,7 +76,11 @@ class MethodSpec:
     - ``uses_masked``: whether training reads the cache's keyframe-masked views;
     - ``by_classes``: hyper-parameters for a class table of that size (MSF's NTU-120 ``latent``/``cycle_length``);
       ``run_params``: fields the run fills (``seed``: the run's seed; ``n_kinds``: the number of kinds read);
-    - ``check(params, facts)``: user errors to raise before anything trains (:class:`RunFacts`), or None.
+    - ``check(params, facts)``: user errors to raise before anything trains (:class:`RunFacts`), or None;
+    - ``reference_rows``: training rows of the data set the recipe was set for; with it, an :class:`Epochs`
+      budget is the paper's number of optimiser steps, compressed at most ``max_compression`` times on smaller
+      data (:func:`smie.pipeline.zsl.budget.plan_budget`, ``--budget paper-steps``) and evaluated at ``points``
+      evenly spaced points; None: the recipe runs as the code counts it (``epochs`` passes, each evaluated).
     """
 
     name: str
@@ -97,13 +101,17 @@ class MethodSpec:
     by_classes: Mapping[int, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
     run_params: tuple[str, ...] = ()
     check: Callable[[Any, RunFacts], None] | None = None
+    reference_rows: int | None = None
+    max_compression: float = 1.0
+    points: int = 25
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
             raise SmieError(f"learning-rate schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.selectable not in SELECTABLE:
             raise SmieError(f"method {self.name}: selectable must be one of {', '.join(SELECTABLE)}")
-        if self.batch_size < 1 or self.warmup < 0 or self.eval_every < 1 or self.lr <= 0:
+        if (self.batch_size < 1 or self.warmup < 0 or self.eval_every < 1 or self.lr <= 0 or self.points < 1
+                or self.max_compression < 1):
             raise SmieError(f"method {self.name}: batch size, warm-up, evaluation cadence or lr out of range")
 
     def make_params(self, options: Mapping[str, Any]) -> Any:
@@ -162,6 +170,31 @@ def plan_units(spec: MethodSpec, n_train: int, batch_size: int, epochs: int | No
         if base != max(cycle_length, 1700):
             extra["cycle_base"] = base
     return epochs, dict(cycle_length=cycle_length, cycles=cycles, **extra)
+
+
+def fit_options(spec: MethodSpec, n_train: int, batch_size: int, lr: float, epochs: int, budget: str,
+                **common) -> tuple[Any, dict]:
+    """The :class:`~smie.pipeline.zsl.fit.FitOptions` of an :class:`Epochs` run of ``epochs`` passes at ``lr`` for
+    ``n_train`` training rows, and the ``budget`` record. ``paper-steps`` on a spec with ``reference_rows``: the
+    step budget of :func:`~smie.pipeline.zsl.budget.plan_budget`, warm-up over ``spec.warmup / epochs`` of the
+    steps, ``spec.points`` evaluation points; otherwise (``code-epochs``, or no reference) ``epochs`` passes,
+    warm-up ``spec.warmup`` epochs, each epoch evaluated (``spec.eval_every``). ``common``: seed, device, ..."""
+    from smie.pipeline.zsl.budget import BUDGETS, plan_budget
+    from smie.pipeline.zsl.fit import FitOptions
+
+    if budget not in BUDGETS:
+        raise SmieError(f"budget must be one of {', '.join(BUDGETS)}, got {budget!r}")
+    if spec.reference_rows is None or budget == "code-epochs" or epochs == 0:
+        b = plan_budget(lr, epochs, max(1, n_train), batch_size, "code-epochs",
+                        spec.reference_rows or max(1, n_train))
+        fit = FitOptions(epochs=epochs, batch_size=batch_size, lr=lr, warmup=spec.warmup,
+                         eval_every=spec.eval_every, selectable=spec.selectable, **common)
+        return fit, dict(b.record(), mode="code-epochs", points=epochs)
+    b = plan_budget(lr, epochs, max(1, n_train), batch_size, budget, spec.reference_rows, spec.max_compression)
+    fit = FitOptions(epochs=spec.points, batch_size=batch_size, lr=b.lr, warmup=0, steps=b.steps,
+                     warmup_share=min(spec.warmup / epochs, 0.99), selectable=spec.selectable, **common)
+    return fit, dict(b.record(), points=spec.points, reference_rows=spec.reference_rows,
+                     max_compression=spec.max_compression, lr_recipe=lr)
 
 
 def method_spec(name: str) -> MethodSpec:
