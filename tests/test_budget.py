@@ -41,19 +41,19 @@ def _trajectory(n_train: int) -> tuple[list[float], FitOptions]:
 
 def test_step_budget_gives_the_same_learning_rate_trajectory_at_any_data_size():
     small, fit_small = _trajectory(200)
-    other, fit_other = _trajectory(3_000)  # 24 steps an epoch instead of 2: same budget, same rates
-    assert len(small) == 2_870 and small == other
-    assert fit_small.plan(200).evaluate == fit_other.plan(3_000).evaluate  # same evaluation points too
-    assert small[0] == 0 and max(small) == pytest.approx(1e-4) and small[-1] < 1e-7
+    other, fit_other = _trajectory(1_000)  # 8 steps an epoch instead of 2: same budget, same rates
+    assert len(small) == 957 and small == other  # SMIE: 28,700 steps compressed 30x
+    assert fit_small.plan(200).evaluate == fit_other.plan(1_000).evaluate  # same evaluation points too
+    assert small[0] == 0 and max(small) == pytest.approx(1e-5 * 28_700 / 957) and small[-1] < 1e-6
     warm = int(np.argmax(small))
-    assert warm == round(0.15 * 2_870)  # 15 of 100 epochs of warm-up = 15 % of the steps
+    assert warm == round(0.15 * 957)  # 15 of 100 epochs of warm-up = 15 % of the steps
     # NTU-size data runs the paper's own 28,700 steps at 1e-5: the same curve, as a fraction of the run
     fit, _ = fit_options(SPEC, NTU60_55_5_ROWS, 128, SPEC.lr, 100, "paper-steps")
     plan = fit.plan(NTU60_55_5_ROWS)
     assert plan.steps == 28_700 and fit.lr == 1e-5
     for frac in (0.05, 0.15, 0.3, 0.6, 0.9):
         big = plan.lr_factor(int(frac * 28_700))
-        assert big == pytest.approx(small[int(frac * 2_870)] / 1e-4, abs=2e-3)
+        assert big == pytest.approx(small[int(frac * 957)] / max(small), abs=5e-3)
     # code-epochs keeps the code's per-epoch schedule and count
     code, budget = fit_options(SPEC, 200, 128, SPEC.lr, 100, "code-epochs")
     assert code.steps is None and code.epochs == 100 and budget["steps"] == 200 and budget["mode"] == "code-epochs"
