@@ -122,3 +122,24 @@ def test_chance_rule_warns_records_and_selects_the_last_point():
                         FitOptions(epochs=5, steps=200, batch_size=32, lr=3e-3, warmup=0, seed=0), gzsl=False)
     assert good.at_chance is False and good.val_acc >= good.chance_bound
     assert "last evaluated point" in selection_rule(OPTS.first_eligible(), "after-warmup", "point")
+
+
+def test_seen_mean_centring_zeroes_each_class_mean_over_training_rows_and_survives_a_reload():
+    from smie.pipeline.zsl.method import TrainSet
+
+    torch.manual_seed(0)
+    params = SMIEParams(hidden=(16, 8), score_center="seen-mean")
+    model = SMIEEstimator(8, 6, params)
+    train = TrainSet(torch.randn(40, 8), None, torch.arange(40) % 4, torch.randn(4, 6), (0, 1, 2, 3))
+    sem = torch.randn(5, 6)
+    model.finalize(train, train.class_sem)
+    centred = model.scores(train.visual, sem)  # 40 rows <= 512: every training row is kept
+    assert torch.allclose(centred.mean(dim=0), torch.zeros(5), atol=1e-5)
+    plain = SMIEEstimator(8, 6, SMIEParams(hidden=(16, 8)))
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if k != "center_visual"})
+    assert not torch.allclose(plain.scores(train.visual, sem).mean(dim=0), torch.zeros(5), atol=1e-3)
+    again = SMIEEstimator(8, 6, params)
+    again.load_state_dict(model.state_dict())
+    assert torch.equal(again.scores(train.visual, sem), centred)
+    with pytest.raises(SmieError, match="score_center"):
+        SMIEParams(score_center="test-mean")

@@ -49,6 +49,7 @@ class FitConfig:
     compute: Compute = Compute()
     score_on: str = "layernorm"
     budget: str = "paper-steps"
+    score_center: str = "none"
 
 
 def fit_estimator(cfg: FitConfig) -> FitResult:
@@ -77,7 +78,8 @@ def run_fit(cfg: FitConfig) -> FitResult:
                               schedule=spec.schedule, seed=cfg.seed, device=cfg.device)
     return run_stage_two(StageTwoRun(
         method="smie", spec=spec, fit=fit, visual=cfg.visual, text=cfg.text, out=cfg.out,
-        options=dict(hidden=cfg.hidden, temporal=cfg.temporal, negatives=cfg.negatives, score_on=cfg.score_on), settings=spec.settings,
+        options=dict(hidden=cfg.hidden, temporal=cfg.temporal, negatives=cfg.negatives, score_on=cfg.score_on,
+                     score_center=cfg.score_center), settings=spec.settings,
         kinds=cfg.kinds, combine=cfg.combine, split=cfg.split, gzsl=cfg.gzsl, val_features=cfg.val_features,
         record=cfg, compute=cfg.compute, budget=budget))
 
