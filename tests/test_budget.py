@@ -11,12 +11,11 @@ import torch
 from smie.features.store import SmieError
 from smie.pipeline.data.splits import Split
 from smie.pipeline.zsl import protocol
-from smie.pipeline.zsl.budget import NTU60_55_5_ROWS, plan_budget
+from smie.pipeline.zsl.budget import NTU60_55_5_ROWS, fit_options, plan_budget
 from smie.pipeline.zsl.estimator import SPEC, SMIEEstimator, SMIEParams
 from smie.pipeline.zsl.fit import FitOptions, step_factor
 from smie.pipeline.zsl.protocol import StageData, chance_bound, top_class_share, validate
 from smie.pipeline.zsl.results import selection_rule
-from smie.pipeline.zsl.spec import fit_options
 
 
 def test_paper_budget_is_the_papers_on_ntu_and_compressed_on_small_data():

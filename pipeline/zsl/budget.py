@@ -30,6 +30,8 @@ import math
 from dataclasses import dataclass
 
 from smie.features.store import SmieError
+from smie.pipeline.zsl.fit import FitOptions
+from smie.pipeline.zsl.spec import MethodSpec
 
 BUDGETS = ("paper-steps", "code-epochs")
 NTU60_55_5_ROWS = 36_713
@@ -71,3 +73,25 @@ def plan_budget(lr: float, epochs: int, n_train: int, batch_size: int, mode: str
         return Budget(mode, steps_code, lr, steps_code, steps_ref, steps_ref / max(1, steps_code))
     steps = max(steps_code, math.ceil(steps_ref / max_compression))
     return Budget(mode, steps, lr * steps_ref / steps, steps_code, steps_ref, steps_ref / steps)
+
+
+def fit_options(spec: MethodSpec, n_train: int, batch_size: int, lr: float, epochs: int, budget: str,
+                **common) -> tuple[FitOptions, dict]:
+    """The :class:`~smie.pipeline.zsl.fit.FitOptions` of an :class:`Epochs` run of ``epochs`` passes at ``lr`` for
+    ``n_train`` training rows, and the ``budget`` record. ``paper-steps`` on a spec with ``reference_rows``: the
+    step budget of :func:`~smie.pipeline.zsl.budget.plan_budget`, warm-up over ``spec.warmup / epochs`` of the
+    steps, ``spec.points`` evaluation points; otherwise (``code-epochs``, or no reference) ``epochs`` passes,
+    warm-up ``spec.warmup`` epochs, each epoch evaluated (``spec.eval_every``). ``common``: seed, device, ..."""
+    if budget not in BUDGETS:
+        raise SmieError(f"budget must be one of {', '.join(BUDGETS)}, got {budget!r}")
+    if spec.reference_rows is None or budget == "code-epochs" or epochs == 0:
+        b = plan_budget(lr, epochs, max(1, n_train), batch_size, "code-epochs",
+                        spec.reference_rows or max(1, n_train))
+        fit = FitOptions(epochs=epochs, batch_size=batch_size, lr=lr, warmup=spec.warmup,
+                         eval_every=spec.eval_every, selectable=spec.selectable, **common)
+        return fit, dict(b.record(), mode="code-epochs", points=epochs)
+    b = plan_budget(lr, epochs, max(1, n_train), batch_size, budget, spec.reference_rows, spec.max_compression)
+    fit = FitOptions(epochs=spec.points, batch_size=batch_size, lr=b.lr, warmup=0, steps=b.steps,
+                     warmup_share=min(spec.warmup / epochs, 0.99), selectable=spec.selectable, **common)
+    return fit, dict(b.record(), points=spec.points, reference_rows=spec.reference_rows,
+                     max_compression=spec.max_compression, lr_recipe=lr)

@@ -172,31 +172,6 @@ def plan_units(spec: MethodSpec, n_train: int, batch_size: int, epochs: int | No
     return epochs, dict(cycle_length=cycle_length, cycles=cycles, **extra)
 
 
-def fit_options(spec: MethodSpec, n_train: int, batch_size: int, lr: float, epochs: int, budget: str,
-                **common) -> tuple[Any, dict]:
-    """The :class:`~smie.pipeline.zsl.fit.FitOptions` of an :class:`Epochs` run of ``epochs`` passes at ``lr`` for
-    ``n_train`` training rows, and the ``budget`` record. ``paper-steps`` on a spec with ``reference_rows``: the
-    step budget of :func:`~smie.pipeline.zsl.budget.plan_budget`, warm-up over ``spec.warmup / epochs`` of the
-    steps, ``spec.points`` evaluation points; otherwise (``code-epochs``, or no reference) ``epochs`` passes,
-    warm-up ``spec.warmup`` epochs, each epoch evaluated (``spec.eval_every``). ``common``: seed, device, ..."""
-    from smie.pipeline.zsl.budget import BUDGETS, plan_budget
-    from smie.pipeline.zsl.fit import FitOptions
-
-    if budget not in BUDGETS:
-        raise SmieError(f"budget must be one of {', '.join(BUDGETS)}, got {budget!r}")
-    if spec.reference_rows is None or budget == "code-epochs" or epochs == 0:
-        b = plan_budget(lr, epochs, max(1, n_train), batch_size, "code-epochs",
-                        spec.reference_rows or max(1, n_train))
-        fit = FitOptions(epochs=epochs, batch_size=batch_size, lr=lr, warmup=spec.warmup,
-                         eval_every=spec.eval_every, selectable=spec.selectable, **common)
-        return fit, dict(b.record(), mode="code-epochs", points=epochs)
-    b = plan_budget(lr, epochs, max(1, n_train), batch_size, budget, spec.reference_rows, spec.max_compression)
-    fit = FitOptions(epochs=spec.points, batch_size=batch_size, lr=b.lr, warmup=0, steps=b.steps,
-                     warmup_share=min(spec.warmup / epochs, 0.99), selectable=spec.selectable, **common)
-    return fit, dict(b.record(), points=spec.points, reference_rows=spec.reference_rows,
-                     max_compression=spec.max_compression, lr_recipe=lr)
-
-
 def method_spec(name: str) -> MethodSpec:
     """The registered method ``name``'s spec (:data:`smie.pipeline.registry.METHODS`)."""
     from smie.pipeline import registry

@@ -27,7 +27,8 @@ from smie.features.store import SmieError
 from smie.pipeline.zsl.compute import Compute
 from smie.pipeline.zsl.fit import FitOptions, check_schedule
 from smie.pipeline.zsl.runner import CacheStore, FitResult
-from smie.pipeline.zsl.spec import Cycles, MethodSpec, fit_options, method_spec, plan_units
+from smie.pipeline.zsl.budget import fit_options
+from smie.pipeline.zsl.spec import Cycles, MethodSpec, method_spec, plan_units
 
 DEFAULT_BATCH_SIZE = 128
 
