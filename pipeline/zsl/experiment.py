@@ -15,7 +15,6 @@ from smie.features.store import SmieError
 from smie.pipeline.zsl.budget import fit_options
 from smie.pipeline.zsl.compute import Compute
 from smie.pipeline.zsl.estimator import NEGATIVES, SPEC
-
 from smie.pipeline.zsl.runner import FitResult, StageTwoRun, run_stage_two
 from smie.pipeline.zsl.spec import Epochs
 
