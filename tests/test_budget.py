@@ -142,3 +142,17 @@ def test_seen_mean_centring_zeroes_each_class_mean_over_training_rows_and_surviv
     assert torch.equal(again.scores(train.visual, sem), centred)
     with pytest.raises(SmieError, match="score_center"):
         SMIEParams(score_center="test-mean")
+
+
+def test_quickstart_says_why_the_selected_point_is_far_from_the_best_test_point():
+    from smie.pipeline.tools.quickstart_stages import selection_note
+
+    def metrics(selected, oracle, at_chance):
+        return dict(zsl=dict(selected=dict(acc=selected, epoch=24), oracle=dict(acc=oracle, epoch=3)),
+                    selection=dict(val_at_chance=at_chance, chance_bound=0.43),
+                    curves=dict(val_top_share=[0.5, 1.0]))
+
+    assert selection_note("smie", metrics(0.70, 0.74, False)) == ""  # within 5 points: nothing to explain
+    note = selection_note("smie", metrics(0.43, 0.70, True))
+    assert "27.0 points below the best test point 3" in note and "chance + 2 s.e. (0.430)" in note
+    assert "does not track" in selection_note("smie", metrics(0.43, 0.70, False))
