@@ -338,7 +338,13 @@ def import_backbone(**kw: Any) -> None:
 @click.option("--score-on", type=click.Choice(["layernorm", "raw"]), default="layernorm", show_default=True,
               help="Visual input of the test scores: layernorm (what the critic was trained on) or raw (the official "
                    "get_acc; docs/fidelity.md).")
+@click.option("--score-center", type=click.Choice(["none", "seen-mean"]), default="none", show_default=True,
+              help="seen-mean: subtract each class's mean score over seen training samples (against a class text "
+                   "that wins every sample; docs/evaluation.md); none: the code's scores.")
 @options(seed_option(), val_features_option(), compute_options)
+@click.option("--budget", type=click.Choice(["paper-steps", "code-epochs"]), default="paper-steps", show_default=True,
+              help="paper-steps: the paper's optimiser steps (compressed at most 30x at a larger rate on small data; "
+                   "docs/evaluation.md); code-epochs: the epochs as the official code counts them.")
 def fit_estimator(no_temporal: bool, **kw: Any) -> None:
     """Stage two: train the SMIE mutual-information estimator on the caches and evaluate it honestly."""
     from smie.pipeline.zsl.experiment import FitConfig, fit_estimator as run
@@ -357,6 +363,9 @@ def fit_estimator(no_temporal: bool, **kw: Any) -> None:
          gzsl_option(), device_option(), seed_option(), val_features_option())
 @click.option("--option", "options", multiple=True, help="Method setting NAME=VALUE, e.g. latent=64; repeatable.")
 @compute_options
+@click.option("--budget", type=click.Choice(["paper-steps", "code-epochs"]), default="paper-steps", show_default=True,
+              help="paper-steps: the paper's optimiser steps (compressed at most 30x at a larger rate on small data; "
+                   "docs/evaluation.md); code-epochs: the epochs as the official code counts them.")
 def fit_baseline(**kw: Any) -> None:
     from smie.pipeline.zsl.baselines.run import BaselineConfig, fit_baseline as run
 

@@ -236,16 +236,16 @@ def test_smie_fusion_selects_its_setting_on_validation_and_tests_only_that_one(t
                                       device="cpu", options=("hidden=(16, 8)",)))
     metrics = json.loads((res.out / "metrics.json").read_text())
     sweep = metrics["sweep"]
-    assert len(sweep) == len(SPEC.settings) == 4
+    assert len(sweep) == len(SPEC.settings) == 2  # fusion choices; the budget rule sets the rate (no lr grid)
     chosen = [r for r in sweep if r["selected"]]
     assert len(chosen) == 1 and chosen[0]["val_acc"] == max(r["val_acc"] for r in sweep)
     assert chosen[0]["val_acc"] == metrics["selection"]["val_acc"]
     assert [r for r in sweep if r["test_acc"] == r["test_acc"]] == chosen  # NaN elsewhere: only it was tested
-    assert metrics["setting"] == {k: chosen[0][k] for k in ("lr", "fusion")}
+    assert metrics["setting"] == {k: chosen[0][k] for k in ("fusion",)}
     fixed = fit_baseline(BaselineConfig("smie-fusion", visual, text, tmp_path / "fixed", epochs=2, batch_size=64,
                                         device="cpu", options=("hidden=(16, 8)", "fusion='label'")))
     rows = json.loads((fixed.out / "metrics.json").read_text())["sweep"]
-    assert len(rows) == 2 and {r["lr"] for r in rows} == {1e-4, 1e-3} and "fusion" not in rows[0]
+    assert len(rows) == 1 and "lr" not in rows[0] and "fusion" not in rows[0]
     model = SPEC.build(12, 18, n_kinds=3, fusion="critics", hidden=(8, 4))
     assert len(model.critics) == 3 and model.scores(torch.zeros(5, 12), torch.ones(4, 18)).shape == (5, 4)
     assert len(SPEC.build(12, 18, n_kinds=3, fusion="label", hidden=(8, 4)).critics) == 1

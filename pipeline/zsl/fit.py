@@ -11,6 +11,11 @@ resolves it, for a training set of N samples, into a :class:`StepPlan`: the numb
 with ``cycle_steps``, a cycle: that many steps on full batches taken in turn from fresh random permutations, a
 short tail dropped), the learning-rate factor of every step, and the steps after which the model is evaluated.
 
+With ``steps`` set (a step budget, :mod:`smie.pipeline.zsl.budget`) the run is ``steps`` optimiser steps on
+shuffled passes, cut into ``epochs`` *evaluation points* of (nearly) equal length; warm-up and cosine decay then
+run per step (:func:`step_factor`), the warm-up over ``warmup_share`` of the steps, so the trajectory of the rate
+over the fraction of the run is the same at any data size.
+
 The factor is the official SMIE schedule (``procedure.py: adjust_learning_rate``), counted in units and set when a
 unit starts: ``lr * u / warmup`` for unit ``u < warmup`` (so unit 0 runs at lr 0, as in the code), then ``cosine``
 ``lr * (1 + cos(pi * (u - warmup) / (units - warmup))) / 2`` or ``constant`` (the generative baselines' codes use no
@@ -52,6 +57,8 @@ class FitOptions:
     selectable: str = "after-warmup"
     seed: int = 0
     device: str = "cpu"
+    steps: int | None = None
+    warmup_share: float = 0.15
 
     def __post_init__(self):
         check_schedule(self.schedule)
@@ -59,6 +66,10 @@ class FitOptions:
             raise SmieError(f"selectable must be one of {', '.join(SELECTABLE)}, got {self.selectable!r}")
         if self.cycle_steps is not None and self.cycle_steps < 1:
             raise SmieError(f"cycle_steps must be >= 1 or None, got {self.cycle_steps}")
+        if self.steps is not None and (self.steps < 0 or self.cycle_steps is not None):
+            raise SmieError(f"a step budget needs steps >= 0 and no cycle_steps, got {self.steps}")
+        if not 0 <= self.warmup_share < 1:
+            raise SmieError(f"warmup_share must be in [0, 1), got {self.warmup_share}")
         if self.epochs < 0 or self.batch_size < 1 or self.warmup < 0 or self.eval_every < 1:
             raise SmieError(f"epochs, batch size, warm-up or evaluation cadence out of range: {self}")
 
@@ -67,16 +78,27 @@ class FitOptions:
         official code keeps only epochs > 15 of its 15-epoch warm-up), or 0 when the run is not longer."""
         if self.selectable == "any":
             return 0
+        if self.steps is not None:
+            ends = unit_ends(self.steps, self.epochs)
+            warm = warmup_steps(self.steps, self.warmup_share)
+            first = next((u + 1 for u, end in enumerate(ends) if end >= warm), 0)
+            return first if 0 < first < len(ends) else 0
         return self.warmup + 1 if self.warmup + 1 < self.epochs else 0
 
     def plan(self, n_train: int, keep: int | None = None) -> "StepPlan":
         """The run in optimiser steps for ``n_train`` training samples; the model is also evaluated after unit
         ``keep`` (the unit whose state the final phase keeps)."""
-        unit = self.cycle_steps if self.cycle_steps is not None else max(1, math.ceil(n_train / self.batch_size))
         every = self.eval_every
+        if self.steps is not None:
+            ends = unit_ends(self.steps, self.epochs)
+            units = [u for u in range(len(ends)) if (u + 1) % every == 0 or u in (len(ends) - 1, keep)]
+            return StepPlan(steps=self.steps, unit=ends[0] if ends else 1, passes=True,
+                            evaluate=tuple(ends[u] for u in units), options=self, ends=tuple(ends))
+        unit = self.cycle_steps if self.cycle_steps is not None else max(1, math.ceil(n_train / self.batch_size))
         units = [u for u in range(self.epochs) if (u + 1) % every == 0 or u in (self.epochs - 1, keep)]
         return StepPlan(steps=self.epochs * unit, unit=unit, passes=self.cycle_steps is None,
-                        evaluate=tuple((u + 1) * unit for u in units), options=self)
+                        evaluate=tuple((u + 1) * unit for u in units), options=self,
+                        ends=tuple((u + 1) * unit for u in range(self.epochs)))
 
 
 @dataclass(frozen=True)
@@ -90,11 +112,38 @@ class StepPlan:
     passes: bool
     evaluate: tuple[int, ...]
     options: FitOptions
+    ends: tuple[int, ...] = ()
 
     def lr_factor(self, step: int) -> float:
-        """Multiplier of the base learning rate at optimiser step ``step`` (0-based)."""
+        """Multiplier of the base learning rate at optimiser step ``step`` (0-based): per step over a step budget
+        (:func:`step_factor`), else per unit (:func:`lr_factor`)."""
         o = self.options
+        if o.steps is not None:
+            return step_factor(step, self.steps, warmup_steps(self.steps, o.warmup_share), o.schedule)
         return lr_factor(step // self.unit, o.epochs, o.warmup, o.schedule)
+
+
+def unit_ends(steps: int, points: int) -> list[int]:
+    """The step counts ending each of ``points`` evaluation units spread evenly over ``steps`` steps (fewer units
+    when there are fewer steps; none without steps)."""
+    n = min(max(points, 1), steps)
+    return sorted({math.ceil((u + 1) * steps / n) for u in range(n)}) if steps else []
+
+
+def warmup_steps(steps: int, share: float) -> int:
+    return int(round(steps * share))
+
+
+def step_factor(step: int, steps: int, warmup: int, schedule: str = "cosine") -> float:
+    """The official warm-up then cosine (or constant) schedule, per optimiser step: ``step / warmup`` while
+    ``step < warmup`` (step 0 at rate 0, as the code's first epoch), then ``(1 + cos(pi t)) / 2`` with ``t`` the
+    fraction of the post-warm-up steps done."""
+    check_schedule(schedule)
+    if step < warmup:
+        return step / warmup
+    if schedule == "constant":
+        return 1.0
+    return (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup))) / 2
 
 
 def check_schedule(schedule: str) -> None:
@@ -146,11 +195,12 @@ def train_method(model: Method, trainset: TrainSet, opts: FitOptions | StepPlan,
     for key in ("steps", "finalize", "evaluate"):
         clock.setdefault(key, 0.0)
     evaluate, losses, factor = set(plan.evaluate), [], None
-    total, started = 0.0, time.perf_counter()
+    ends = set(plan.ends) if plan.ends else {(u + 1) * plan.unit for u in range(plan.steps // plan.unit)}
+    total, started, begun = 0.0, time.perf_counter(), 0
     for step in range(plan.steps):
-        if step % plan.unit == 0:
+        if step == 0 or step in ends:
             model.train()
-            total, started = 0.0, time.perf_counter()
+            total, started, begun = 0.0, time.perf_counter(), step
         if opt is not None and plan.lr_factor(step) != factor:
             factor = plan.lr_factor(step)
             for group in opt.param_groups:
@@ -167,11 +217,11 @@ def train_method(model: Method, trainset: TrainSet, opts: FitOptions | StepPlan,
             loss.backward()
             opt.step()
         total += float(loss.detach())
-        if (step + 1) % plan.unit == 0:
-            losses.append(total / plan.unit)
+        if step + 1 in ends:
+            losses.append(total / (step + 1 - begun))
             clock["steps"] += time.perf_counter() - started
             if step + 1 in evaluate:
-                _finish(model, data, step // plan.unit, on_evaluate, clock)
+                _finish(model, data, len(losses) - 1, on_evaluate, clock)
     if plan.steps == 0:
         _finish(model, data, -1, on_evaluate, clock)
     return losses

@@ -11,10 +11,10 @@ Departures from SMIE, each a setting or option (``smie fit-baseline smie-fusion 
 - each sample's negative is the next sample of the shuffled batch of another class (``roll-diff-class``):
   SMIE's roll-by-one takes a same-class pair as a negative about once per K_seen samples; this keeps its one
   negative per positive and its cost (every different-class pair, ``all-diff-class``, costs B² critic calls);
-- the learning rate is part of the selected setting, from {1e-4, 1e-3}: SMIE's 1e-5 for 100 epochs is a few
-  hundred Adam steps on a data set of a few hundred samples, far from convergence (docs/smie-study.md);
-  ``--option lr=1e-5`` restores it;
-- its spec's ``settings`` (lr x fusion; the temporal constraint stays on, ``--option temporal=False`` turns it off) is
+- its budget is SMIE's (:mod:`smie.pipeline.zsl.budget`): the paper's 28,700 steps at 1e-5, compressed at most
+  30 times at a proportionally larger rate on small data (the learning-rate grid {1e-4, 1e-3} it used to select
+  on validation is gone: the budget rule sets the rate); ``--option lr=X`` fixes Adam's base rate instead;
+- its spec's ``settings`` (fusion; the temporal constraint stays on, ``--option temporal=False`` turns it off) is
   selected on the validation classes like every
   setting of the protocol (never on the unseen test set); only the selected setting is retrained for the test.
 """
@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from smie.features.store import SmieError
+from smie.pipeline.zsl.budget import NTU60_55_5_ROWS
 from smie.pipeline.zsl.estimator import SMIEEstimator, SMIEParams
 from smie.pipeline.zsl.compute import adam
 from smie.pipeline.zsl.method import Batch, BaseMethod, MethodContext
@@ -38,12 +39,12 @@ FUSIONS = ("label", "critics")
 @dataclass(frozen=True)
 class FusionParams:
     """``n_kinds`` kinds of one width in the class semantics (the run's number of kinds); ``fusion``: ``critics``
-    (one per kind) or ``label`` (the first kind only: plain SMIE); ``lr``: Adam's base rate (part of the selected
-    setting); the rest are each critic's :class:`~smie.pipeline.zsl.estimator.SMIEParams`."""
+    (one per kind) or ``label`` (the first kind only: plain SMIE); ``lr``: Adam's base rate (None: the run's, from
+    the budget); the rest are each critic's :class:`~smie.pipeline.zsl.estimator.SMIEParams`."""
 
     n_kinds: int = 3
     fusion: str = "critics"
-    lr: float = 1e-4
+    lr: float | None = None
     hidden: tuple[int, int] = (1024, 512)
     alpha: float = 0.1
     lam: float = 0.5
@@ -67,7 +68,7 @@ class SMIEFusion(BaseMethod):
             raise SmieError(f"smie-fusion: semantic width {sem_dim} is not {h.n_kinds} kinds of one width")
         self.kind_dim = sem_dim // h.n_kinds
         self.kinds = (0,) if h.fusion == "label" else tuple(range(h.n_kinds))
-        self.lr, self.temporal = float(h.lr), bool(h.temporal)
+        self.lr, self.temporal = None if h.lr is None else float(h.lr), bool(h.temporal)
         critic = SMIEParams(h.hidden, h.alpha, h.lam, h.temporal, h.negatives)
         self.critics = nn.ModuleList(SMIEEstimator(visual_dim, self.kind_dim, critic) for _ in self.kinds)
 
@@ -75,8 +76,8 @@ class SMIEFusion(BaseMethod):
         return sem[:, k * self.kind_dim:(k + 1) * self.kind_dim]
 
     def optimizer(self, lr: float) -> torch.optim.Optimizer:
-        """Adam at the setting's own learning rate ``hparams.lr`` (the loop's schedule scales it), not the run's."""
-        return adam(self.parameters(), lr=self.lr, weight_decay=0.0)
+        """Adam at the run's rate ``lr``, or the option ``hparams.lr`` when given (the loop's schedule scales it)."""
+        return adam(self.parameters(), lr=lr if self.lr is None else self.lr, weight_decay=0.0)
 
     def loss(self, batch: Batch) -> torch.Tensor:
         """Mean over kinds of SMIE's loss with that kind's class semantics (Kt, kind_dim)."""
@@ -91,9 +92,8 @@ class SMIEFusion(BaseMethod):
                             for critic, k in zip(self.critics, self.kinds)]).mean(dim=0)
 
 
-SPEC = MethodSpec("smie-fusion", SMIEFusion, FusionParams, lr=1e-4, budget=Epochs(100), warmup=15, uses_masked=True,
+SPEC = MethodSpec("smie-fusion", SMIEFusion, FusionParams, lr=1e-5, budget=Epochs(100), warmup=15, uses_masked=True,
                   kinds=("label", "action", "motion"), kinds_if_available=True, sweep_test=False,
-                  settings=tuple(MappingProxyType(dict(lr=lr, fusion=fusion))
-                                 for lr in (1e-4, 1e-3) for fusion in FUSIONS),
-                  run_params=("n_kinds",))
-"""Its lr x fusion grid is selected on validation; only the selected setting is retrained for the test."""
+                  settings=tuple(MappingProxyType(dict(fusion=fusion)) for fusion in FUSIONS),
+                  run_params=("n_kinds",), reference_rows=NTU60_55_5_ROWS, max_compression=30.0, points=25)
+"""SMIE's recipe and budget; its fusion choice is selected on validation; only the selected setting is retrained."""

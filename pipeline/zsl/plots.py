@@ -155,7 +155,12 @@ def curves_png(path: str | os.PathLike, metrics: dict, title: str = "", prov: di
         e = int(orc["epoch"])
         ax.plot([e], [test[e]], "*", color="tab:red", ms=12,
                 label=f"oracle (best test epoch {e}, {test[e]:.3f}): not a valid estimate")
-    ax.set_ylabel("ZSL top-1")
+    for key, color, name in (("val_top_share", "tab:blue", "validation"), ("test_top_share", "tab:green", "test")):
+        share = np.asarray(curves.get(key) or [], dtype=float)
+        if len(share):
+            ax.plot(np.arange(len(share)), share, ":", color=color, lw=1,
+                    label=f"{name}: share of predictions to the top class (1 = collapse)")
+    ax.set_ylabel("ZSL top-1 / top-class share")
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
@@ -164,7 +169,7 @@ def curves_png(path: str | os.PathLike, metrics: dict, title: str = "", prov: di
         loss = np.asarray(curves.get(key) or [], dtype=float)
         lax.plot(np.arange(len(loss)), loss, color=color, lw=1, label=name)
     lax.set_ylabel("training loss", fontsize=8)
-    lax.set_xlabel("epoch")
+    lax.set_xlabel("evaluation point" if (metrics.get("budget") or {}).get("mode") == "paper-steps" else "epoch")
     lax.grid(alpha=0.3)
     lax.legend(fontsize=7)
     fig.tight_layout()

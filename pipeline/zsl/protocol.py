@@ -24,6 +24,7 @@ field names are the keys of ``metrics.json`` (:mod:`smie.pipeline.zsl.metrics`, 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 import warnings
 from dataclasses import dataclass
@@ -112,6 +113,8 @@ class Tracked:
     kept: int
     state: dict
     timing: dict[str, float]
+    top_share: list[float] = dataclasses.field(default_factory=list)
+    last_state: dict | None = None
 
 
 def _trainset(data: StageData, rows: np.ndarray, classes: list[int]) -> TrainSet:
@@ -150,7 +153,7 @@ def _train_tracking(make_model, setting, data, train_classes, eval_rows, eval_cl
     if len(train.labels) == 0:
         raise SmieError(f"no seen_train samples of classes {list(train_classes)[:10]}... to train on")
     targets = _targets(data, eval_rows, eval_classes)
-    curve, per_class, kept = [], [], {}
+    curve, per_class, share, kept = [], [], [], {}
     start = opts.first_eligible()
 
     def on_evaluate(unit, m):
@@ -158,16 +161,36 @@ def _train_tracking(make_model, setting, data, train_classes, eval_rows, eval_cl
         while len(curve) < unit:
             curve.append(NAN)
             per_class.append(NAN)
-        metrics = zsl_metrics(_scores(m, data, eval_rows, eval_classes, device), targets)
+            share.append(NAN)
+        scores = _scores(m, data, eval_rows, eval_classes, device)
+        metrics = zsl_metrics(scores, targets)
         curve.append(metrics["acc"])
         per_class.append(metrics["per_class_acc"])
+        share.append(top_class_share(scores))
         # select_epoch's rule on the curve so far: this unit is kept iff it is the selection now
         if (select_epoch(curve, start) if keep_epoch is None else keep_epoch) == unit:
             kept.update(epoch=unit, state=copy.deepcopy(m.state_dict()))
 
     timing: dict[str, float] = {}
     losses = train_method(model, train, opts.plan(len(train.labels), keep_epoch), on_evaluate, timing)
-    return model, Tracked(curve, per_class, losses, kept["epoch"], kept["state"], timing)
+    return model, Tracked(curve, per_class, losses, kept["epoch"], kept["state"], timing, share,
+                          copy.deepcopy(model.state_dict()))
+
+
+def top_class_share(scores: np.ndarray) -> float:
+    """Share of the rows of ``scores`` (N, K) whose arg-max is the most-predicted class: 1/K for a critic that
+    spreads its predictions evenly, 1.0 for one that gives every sample one class (collapse)."""
+    scores = np.asarray(scores)
+    if len(scores) == 0:
+        return NAN
+    return float(np.bincount(scores.argmax(axis=1), minlength=scores.shape[1]).max() / len(scores))
+
+
+def chance_bound(n_classes: int, n_samples: int) -> float:
+    """Chance accuracy ``p = 1/K`` plus two binomial standard errors, ``p + 2 sqrt(p (1 - p) / n)``: a validation
+    accuracy below it is not told apart from guessing on ``n`` samples."""
+    p = 1.0 / max(1, n_classes)
+    return p + 2.0 * float(np.sqrt(p * (1 - p) / max(1, n_samples)))
 
 
 def validate(make_model: Callable[..., Method], setting: dict, data: StageData, split, opts: FitOptions,
@@ -181,9 +204,17 @@ def validate(make_model: Callable[..., Method], setting: dict, data: StageData, 
     if len(val_rows) == 0:
         raise SmieError(f"split {split.id}: no samples of the validation classes {val_classes}")
     model, track = _train_tracking(make_model, setting, data, train_classes, val_rows, val_classes, opts)
-    epoch = track.kept
+    epoch, bound = track.kept, chance_bound(len(val_classes), len(val_rows))
+    at_chance = bool(track.curve[epoch] < bound)
+    if at_chance:  # a flat, chance-level curve says nothing about which unit is best: keep the last one
+        warnings.warn(f"split {split.id}: the best validation ZSL top-1 ({track.curve[epoch]:.3f}) is below chance "
+                      f"+ 2 s.e. ({bound:.3f}, {len(val_classes)} classes, {len(val_rows)} samples); selecting the "
+                      "last evaluated point (metrics selection.val_at_chance = true)", stacklevel=2)
+        epoch = len(track.curve) - 1
+        track = dataclasses.replace(track, kept=epoch, state=track.last_state)
     base = dict(setting=setting, epoch=epoch, val_acc=track.curve[epoch], val_per_class_acc=track.per_class[epoch],
-                first_eligible=opts.first_eligible(), curve=track.curve, losses=track.losses, timing=track.timing)
+                first_eligible=opts.first_eligible(), curve=track.curve, losses=track.losses, timing=track.timing,
+                top_share=track.top_share, at_chance=at_chance, chance_bound=bound)
     if not gzsl:
         return Validation(**base)
     model.load_state_dict(track.state)
@@ -258,7 +289,7 @@ def final_test(make_model: Callable[..., Method], val: Validation, data: StageDa
                last=dict(acc=curve[-1], per_class_acc=track.per_class[-1], epoch=len(curve) - 1),
                oracle=dict(acc=curve[best], per_class_acc=track.per_class[best], epoch=best, note=ORACLE_NOTE),
                curve=curve, losses=track.losses, rows=rows, scores=scores, targets=targets, timing=track.timing,
-               model=model)
+               model=model, top_share=track.top_share)
     if not gzsl:
         return TestResult(**out)
     seen_code = SEEN_TEST if len(_rows(data, split.seen, [SEEN_TEST])) else SEEN_VAL

@@ -84,6 +84,9 @@ class Validation:
     gate_threshold: float | None = None
     val_gzsl: dict | None = None
     gates: dict[str, dict] = field(default_factory=dict)
+    top_share: list[float] = field(default_factory=list)
+    at_chance: bool = False
+    chance_bound: float = NAN
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,7 @@ class TestResult:
     targets: np.ndarray | None = None
     gzsl: dict | None = None
     model: "Method | None" = None
+    top_share: list[float] = field(default_factory=list)
 
 
 NOT_TESTED = TestResult(selected=dict(acc=NAN), last=dict(acc=NAN), oracle=dict(acc=NAN))
@@ -124,29 +128,34 @@ class ProtocolResult:
 
 
 def selection_rule(first_eligible: int, selectable: str, unit: str) -> str:
-    """The selection rule in words, as ``metrics.json`` records it (``selection.rule``)."""
+    """The selection rule in words, as ``metrics.json`` records it (``selection.rule``), with the chance rule."""
     if selectable == "any":
         which = f"every evaluated {unit}"
     elif first_eligible:
         which = f"the evaluated {unit}s after the warm-up ({unit} {first_eligible} on)"
     else:
         which = f"every evaluated {unit} (the run is not longer than its warm-up)"
-    return f"best val_unseen ZSL top-1 over {which}; setting by the same value"
+    return (f"best val_unseen ZSL top-1 over {which}; setting by the same value; when that best is below chance + "
+            f"2 binomial s.e. (selection.val_at_chance), the last evaluated {unit} instead")
 
 
 def metrics_record(method: str, split_id: str, result: ProtocolResult, rule: str, counts: dict, selection: dict,
-                   compute: dict, read_seconds: float) -> dict:
+                   compute: dict, read_seconds: float, budget: dict | None = None) -> dict:
     """``metrics.json`` of one run (keys documented in docs/evaluation.md). ``selection``: which features the
     validation phase read (``validation_features``, ``optimistic``); ``compute``: the device and speed paths."""
     val, tst = result.validation, result.test
     chosen = dict(rule=rule, epoch=val.epoch, val_acc=val.val_acc, val_per_class_acc=val.val_per_class_acc,
-                  first_eligible=val.first_eligible, **selection)
+                  first_eligible=val.first_eligible, val_at_chance=val.at_chance, chance_bound=val.chance_bound,
+                  **selection)
     if val.val_gzsl is not None:
         chosen.update(gamma=val.gamma, gate_threshold=val.gate_threshold, val_gzsl=val.val_gzsl)
     out = dict(method=method, split=split_id, setting=val.setting, counts=counts, selection=chosen,
                zsl=dict(selected=tst.selected, last=tst.last, oracle=tst.oracle),
-               curves=dict(val_acc=val.curve, test_acc=tst.curve, val_loss=val.losses, loss=tst.losses),
+               curves=dict(val_acc=val.curve, test_acc=tst.curve, val_loss=val.losses, loss=tst.losses,
+                           val_top_share=val.top_share, test_top_share=tst.top_share),
                sweep=result.sweep)
+    if budget:
+        out["budget"] = dict(budget)
     if tst.gzsl is not None:
         out["gzsl"] = tst.gzsl
     out["timing"] = {k: round(v, 4) for k, v in result.timing.items()}

@@ -140,6 +140,7 @@ class StageTwoRun:
     caches: CacheStore | None = None
     compute: Compute = Compute()
     selection: str = "validation"
+    budget: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
 
 def run_stage_two(run: StageTwoRun) -> FitResult:
@@ -176,7 +177,8 @@ def _run(run: StageTwoRun) -> FitResult:
     def make_model(**setting):
         return spec.model(D, E, spec.make_params({**run.options, **setting}), context)
 
-    rule = selection_rule(fit.first_eligible(), fit.selectable, "cycle" if fit.cycle_steps else "epoch")
+    unit = "cycle" if fit.cycle_steps else "point" if fit.steps is not None else "epoch"
+    rule = selection_rule(fit.first_eligible(), fit.selectable, unit)
     record = json.loads(to_json(run.record))
     prov = provenance(run.record, inputs={"visual": run.visual, "text": run.text})
     out = Path(run.out)
@@ -197,7 +199,8 @@ def _run(run: StageTwoRun) -> FitResult:
             counts = {name: int((part == PARTITIONS[name]).sum()) for name in PARTITION_NAMES}
             compute = dict(device=str(resolve_device(fit.device)), torch_threads=torch.get_num_threads(),
                            **run.compute.record())
-            metrics = metrics_record(run.method, sp.id, res, rule, counts, selection, compute, read_seconds)
+            metrics = metrics_record(run.method, sp.id, res, rule, counts, selection, compute, read_seconds,
+                                     dict(run.budget))
             mark_selection(metrics, run.selection)
             tst, model = res.test, res.test.model
             info = dict(kinds=list(run.kinds), combine=run.combine, text_encoder=tc.encoder,

@@ -81,7 +81,11 @@ class MethodSpec:
     - ``by_split(num_classes, num_unseen)``: hyper-parameters for a class table of ``num_classes`` whose cache split
       holds ``num_unseen`` unseen classes, applied after ``by_classes`` (SynSE's per-split ``latent`` and
       ``cycle_length``), or None; a user option wins over both;
-    - ``check(params, facts)``: user errors to raise before anything trains (:class:`RunFacts`), or None.
+    - ``check(params, facts)``: user errors to raise before anything trains (:class:`RunFacts`), or None;
+    - ``reference_rows``: training rows of the data set the recipe was set for; with it, an :class:`Epochs`
+      budget is the paper's number of optimiser steps, compressed at most ``max_compression`` times on smaller
+      data (:func:`smie.pipeline.zsl.budget.plan_budget`, ``--budget paper-steps``) and evaluated at ``points``
+      evenly spaced points; None: the recipe runs as the code counts it (``epochs`` passes, each evaluated).
     """
 
     name: str
@@ -103,13 +107,17 @@ class MethodSpec:
     run_params: tuple[str, ...] = ()
     check: Callable[[Any, RunFacts], None] | None = None
     by_split: Callable[[int, int], Mapping[str, Any]] | None = None
+    reference_rows: int | None = None
+    max_compression: float = 1.0
+    points: int = 25
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
             raise SmieError(f"learning-rate schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.selectable not in SELECTABLE:
             raise SmieError(f"method {self.name}: selectable must be one of {', '.join(SELECTABLE)}")
-        if self.batch_size < 1 or self.warmup < 0 or self.eval_every < 1 or self.lr <= 0:
+        if (self.batch_size < 1 or self.warmup < 0 or self.eval_every < 1 or self.lr <= 0 or self.points < 1
+                or self.max_compression < 1):
             raise SmieError(f"method {self.name}: batch size, warm-up, evaluation cadence or lr out of range")
 
     def make_params(self, options: Mapping[str, Any]) -> Any:

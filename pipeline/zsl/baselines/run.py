@@ -28,6 +28,7 @@ from smie.features.store import SmieError
 from smie.pipeline.zsl.compute import Compute
 from smie.pipeline.zsl.fit import FitOptions, check_schedule
 from smie.pipeline.zsl.runner import CacheStore, FitResult
+from smie.pipeline.zsl.budget import fit_options
 from smie.pipeline.zsl.spec import Cycles, MethodSpec, method_spec, plan_units
 
 DEFAULT_BATCH_SIZE = 128
@@ -59,6 +60,7 @@ class BaselineConfig:
     schedule: str | None = None
     compute: Compute = Compute()
     selection: str = "validation"
+    budget: str = "paper-steps"
 
 
 def parse_options(options: tuple[str, ...]) -> dict:
@@ -147,15 +149,19 @@ def fit_splits(cfg: BaselineConfig, epochs_scale: float = 1.0, caches: CacheStor
     lr = spec.lr if cfg.lr is None else cfg.lr
     cycles = isinstance(spec.budget, Cycles)
     units = (extra["cycles"] if epochs else 0) if cycles else epochs
-    fit = FitOptions(epochs=units, batch_size=batch_size, lr=lr, warmup=spec.warmup, schedule=schedule,
-                     cycle_steps=extra["cycle_length"] if cycles else None, eval_every=spec.eval_every,
-                     selectable=spec.selectable, seed=cfg.seed, device=cfg.device)
-    record = dict(dataclasses.asdict(cfg), kinds_used=list(kinds), epochs_used=epochs, lr_used=lr,
-                  batch_size_used=batch_size, schedule_used=schedule,
-                  steps_used=units * extra["cycle_length"] if cycles else epochs * steps_per_epoch,
-                  model_options=dict(options))
+    if cycles:
+        fit = FitOptions(epochs=units, batch_size=batch_size, lr=lr, warmup=spec.warmup, schedule=schedule,
+                         cycle_steps=extra["cycle_length"], eval_every=spec.eval_every,
+                         selectable=spec.selectable, seed=cfg.seed, device=cfg.device)
+        budget = dict(mode="cycles", steps=units * extra["cycle_length"], lr=lr)
+    else:
+        fit, budget = fit_options(spec, n_train, batch_size, lr, epochs, cfg.budget, schedule=schedule,
+                                  seed=cfg.seed, device=cfg.device)
+    record = dict(dataclasses.asdict(cfg), kinds_used=list(kinds), epochs_used=epochs, lr_used=fit.lr,
+                  batch_size_used=batch_size, schedule_used=schedule, steps_used=budget["steps"],
+                  budget_used=budget, model_options=dict(options))
     return run_stage_two(StageTwoRun(
         method=cfg.name, spec=spec, fit=fit, visual=cfg.visual, text=cfg.text, out=cfg.out, options=options,
         settings=tuple(settings), kinds=kinds, combine=cfg.combine, split=tuple(cfg.split), gzsl=cfg.gzsl,
         val_features=cfg.val_features, steps_per_epoch=steps_per_epoch, record=record, caches=caches,
-        compute=cfg.compute, selection=cfg.selection))
+        compute=cfg.compute, selection=cfg.selection, budget=budget))
