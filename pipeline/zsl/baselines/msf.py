@@ -191,11 +191,15 @@ def check_gate(hparams: MSFParams, run: RunFacts) -> None:
     if run.has_validation_view and run.heads.get("validation") is None and run.val_features != "main":
         raise SmieError(f"{where} needs the validation backbone's classifier head in the cache's validation view; "
                         "re-extract it, or select on the main features (--val-features main)")
+    _cover_seen(run, run.heads["main"].classes, f"{where}: the backbone's classifier head")
+
+
+def _cover_seen(run: RunFacts, classes, what: str) -> None:
+    """The seen expert's columns (``classes``) must cover every seen class of each split of the run."""
     for sp in run.splits:
-        missing = sorted(set(sp.seen) - set(run.heads["main"].classes))
+        missing = sorted(set(sp.seen) - set(classes))
         if missing:
-            raise SmieError(f"{where}: the backbone's classifier head has no column for the seen classes "
-                            f"{missing[:10]} of split {sp.id}")
+            raise SmieError(f"{what} has no column for the seen classes {missing[:10]} of split {sp.id}")
 
 
 def check_stored_logits(run: RunFacts, where: str) -> None:
@@ -205,11 +209,7 @@ def check_stored_logits(run: RunFacts, where: str) -> None:
         raise SmieError(f"{where}: on imported features the gate is fitted on the validation folder's rows with its "
                         "stored backbone scores (*_out.npy), as MSF's code does; import the validation folder with "
                         "them and leave --val-features at auto or validation")
-    for sp in run.splits:
-        missing = sorted(set(sp.seen) - set(run.logits["main"].classes))
-        if missing:
-            raise SmieError(f"{where}: the stored backbone scores have no column for the seen classes "
-                            f"{missing[:10]} of split {sp.id}")
+    _cover_seen(run, run.logits["main"].classes, f"{where}: the stored backbone scores")
 
 
 SPEC = MethodSpec("msf", MSF, MSFParams, lr=1e-4, budget=Cycles(10, 1700), batch_size=64, schedule="constant",
