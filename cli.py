@@ -19,7 +19,7 @@ import click
 
 from smie.pipeline.tools.cli_options import (
     CENTERS, COUNT, DROP, FRAMES, NONNEG, PROCESSES, SEED, WORKERS, Checked, ExistingPath, InDir, InFile,
-    LabelPattern, Numbers, OutDir, Real, batch_size_option, class_source, combine_option, compute_config, compute_options,
+    LabelPattern, Numbers, OutDir, Real, batch_size_option, budget_option, class_source, combine_option, compute_config, compute_options,
     device_option, done, epochs_exceed_warmup, epochs_option, floats, fractions_leave_training, gzsl_option,
     input_option, kinds_option, lr_option, no_resume_option, options, out_option, seed_option, skeletons_option,
     splits_option, text_option,
@@ -342,9 +342,7 @@ def import_backbone(**kw: Any) -> None:
               help="seen-mean: subtract each class's mean score over seen training samples (against a class text "
                    "that wins every sample; docs/evaluation.md); none: the code's scores.")
 @options(seed_option(), val_features_option(), compute_options)
-@click.option("--budget", type=click.Choice(["paper-steps", "code-epochs"]), default="paper-steps", show_default=True,
-              help="paper-steps: the paper's optimiser steps (compressed at most 30x at a larger rate on small data; "
-                   "docs/evaluation.md); code-epochs: the epochs as the official code counts them.")
+@budget_option()
 def fit_estimator(no_temporal: bool, **kw: Any) -> None:
     """Stage two: train the SMIE mutual-information estimator on the caches and evaluate it honestly."""
     from smie.pipeline.zsl.experiment import FitConfig, fit_estimator as run
@@ -363,9 +361,7 @@ def fit_estimator(no_temporal: bool, **kw: Any) -> None:
          gzsl_option(), device_option(), seed_option(), val_features_option())
 @click.option("--option", "options", multiple=True, help="Method setting NAME=VALUE, e.g. latent=64; repeatable.")
 @compute_options
-@click.option("--budget", type=click.Choice(["paper-steps", "code-epochs"]), default="paper-steps", show_default=True,
-              help="paper-steps: the paper's optimiser steps (compressed at most 30x at a larger rate on small data; "
-                   "docs/evaluation.md); code-epochs: the epochs as the official code counts them.")
+@budget_option()
 def fit_baseline(**kw: Any) -> None:
     from smie.pipeline.zsl.baselines.run import BaselineConfig, fit_baseline as run
 

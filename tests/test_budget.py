@@ -156,3 +156,21 @@ def test_quickstart_says_why_the_selected_point_is_far_from_the_best_test_point(
     note = selection_note("smie", metrics(0.43, 0.70, True))
     assert "27.0 points below the best test point 3" in note and "chance + 2 s.e. (0.430)" in note
     assert "does not track" in selection_note("smie", metrics(0.43, 0.70, False))
+
+
+def test_compare_passes_the_budget_to_every_run_and_keys_resume_on_it(stage_caches, tmp_path):
+    """``smie compare --budget code-epochs`` reaches the runs (metrics.json's ``budget.mode``), and the budget is
+    part of the resume key: a compare under another budget reruns instead of reusing."""
+    import json
+
+    from smie.pipeline.zsl.compare import CompareConfig, compare_key
+
+    visual, text = stage_caches(tmp_path)
+    cfgs = [CompareConfig(visual, text, tmp_path / "cmp", methods=("smie",), budget=b, device="cpu")
+            for b in ("code-epochs", "paper-steps")]
+    assert compare_key(cfgs[0], [visual]) != compare_key(cfgs[1], [visual])
+    from smie.pipeline.zsl.compare import compare
+
+    compare(cfgs[0])
+    (metrics,) = (tmp_path / "cmp" / "runs" / "smie").rglob("metrics.json")
+    assert json.loads(metrics.read_text())["budget"]["mode"] == "code-epochs"

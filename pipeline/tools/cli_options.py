@@ -182,6 +182,10 @@ compute_options = options(  # stage two's speed paths (smie.pipeline.zsl.compute
     click.option("--heap", "compute_heap", type=click.Choice(["keep", "system"]), default="keep", show_default=True, envvar="SMIE_HEAP", show_envvar=True,
                  help="keep: this process reuses the memory stage two frees (glibc mallopt, set once here) instead "
                       "of faulting in fresh pages at every step; system: leave glibc's allocator alone."))
+budget_option = partial(  # the SMIE family's step budget (smie.pipeline.zsl.budget)
+    click.option, "--budget", type=click.Choice(["paper-steps", "code-epochs"]), default="paper-steps",
+    show_default=True, help="paper-steps: the paper's optimiser steps (compressed at most 30x at a larger rate on "
+    "small data; docs/evaluation.md); code-epochs: the epochs as the official code counts them.")
 class_source = options(  # the three ways to name the classes: a skeleton cache, a data set name, or a class file
     click.option("--skeletons", type=InFile, help="Take the classes from a skeleton cache."),
     click.option("--dataset", type=click.Choice(names(DATASETS)), help="Built-in class table."),

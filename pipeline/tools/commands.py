@@ -14,7 +14,7 @@ from smie.pipeline.registry import ARCHS, DATASETS, METHODS, REPRO_PROTOCOLS, TA
 
 from smie.pipeline.tools.cli_options import (
     CENTERS, COUNT, DROP, FRAMES, PROCESSES, SCALE, ExistingPath, InDir, InFile, OutDir, OutFile, PathArg, Real,
-    batch_size_option, combine_option, comma_list, compute_config, compute_options, device_option, done,
+    batch_size_option, budget_option, combine_option, comma_list, compute_config, compute_options, device_option, done,
     epochs_option, kinds_option, no_resume_option, options, out_option, seed_option, skeletons_option,
     splits_option, stats_options, text_option, val_features_option, visual_option,
 )
@@ -82,7 +82,7 @@ def predict(as_json: bool, **kw: Any) -> None:
 @click.option("--no-gzsl", is_flag=True, help="Skip generalized ZSL.")
 @click.option("--epochs-scale", type=SCALE, default=1.0, show_default=True, help="Scale every method's default epochs.")
 @options(batch_size_option(default=None, help="Default: each method's own (64 for synse, msf; else 128)."),
-         device_option(), val_features_option(), stats_options, no_resume_option())
+         device_option(), val_features_option(), stats_options, no_resume_option(), budget_option())
 @click.option("--jobs", type=PROCESSES, default=None,
               help="Runs in parallel, one process and torch thread each (default: the CPU cores; 1 on a GPU). "
                    "Results do not depend on it.")

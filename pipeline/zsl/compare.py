@@ -45,7 +45,9 @@ from smie.pipeline.zsl.results import COLUMNS
 class CompareConfig:
     """``visual`` one cache or several (one per fold); ``methods`` registered method names or ``all``;
     ``epochs_scale`` multiplies every method's default number of epochs (a quick look: 0.2); ``compute``: the
-    runs' CPU speed paths (each worker process sets its heap from it)."""
+    runs' CPU speed paths (each worker process sets its heap from it); ``budget``: the SMIE family's step budget
+    (``paper-steps`` or ``code-epochs``, :mod:`smie.pipeline.zsl.budget`), part of the resume key, so runs made
+    under another budget (or before it existed) are not reused."""
 
     visual: Path | tuple[Path, ...]
     text: Path
@@ -64,6 +66,7 @@ class CompareConfig:
     resume: bool = True
     jobs: int | None = None
     compute: Compute = Compute()
+    budget: str = "paper-steps"
 
 
 def compare_key(cfg: CompareConfig, visuals: list[Path]) -> str:

@@ -90,7 +90,8 @@ def run_one(cfg, method: str, visual: Path, spec: str | None, split_id: str, see
     if fresh:
         run_cfg = BaselineConfig(method, visual, Path(cfg.text), run, kinds=tuple(cfg.kinds),
                                  split=(spec,) if spec else (), batch_size=cfg.batch_size, gzsl=cfg.gzsl,
-                                 device=cfg.device, seed=seed, val_features=cfg.val_features, compute=cfg.compute)
+                                 device=cfg.device, seed=seed, val_features=cfg.val_features, compute=cfg.compute,
+                                 budget=cfg.budget)
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:

@@ -10,7 +10,7 @@ A run directory holds:
   :meth:`~smie.pipeline.zsl.spec.MethodSpec.rebuild`), ``state_dict``, ``info`` (semantic kinds and combine mode,
   text encoder id/spec/weights hash, class table, split, class semantics (K, E) tensor, ...);
 - ``per_class.csv`` (ZSL test accuracy per unseen class), ``confusion.png``, ``top5.png``, and, when the metrics
-  hold per-epoch curves, ``curves.png`` (validation and test accuracy per epoch, selected and oracle epochs).
+  hold per-epoch curves, ``curves.png`` (validation and test accuracy at each evaluated point, selected and oracle points).
 
 The directory is built beside its target and renamed into place only when complete.
 """
@@ -93,7 +93,7 @@ def write_run(out: str | os.PathLike, *, method: str, config: dict, metrics: dic
         top5_png(tmp / "top5.png", test_scores, test_targets, names, list(test_sample_ids), prov=prov)
         if (metrics.get("curves") or {}).get("test_acc"):
             first = int((metrics.get("selection") or {}).get("first_eligible", 0))
-            curves_png(tmp / "curves.png", metrics, f"{method} {split_id}: ZSL top-1 per epoch", prov,
+            curves_png(tmp / "curves.png", metrics, f"{method} {split_id}: ZSL top-1 at each evaluated point", prov,
                        first_eligible=first)
         install_dir(tmp, out)
     except BaseException:
