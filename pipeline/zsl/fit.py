@@ -201,10 +201,12 @@ def train_method(model: Method, trainset: TrainSet, opts: FitOptions | StepPlan,
         if step == 0 or step in ends:
             model.train()
             total, started, begun = 0.0, time.perf_counter(), step
-        if opt is not None and plan.lr_factor(step) != factor:
-            factor = plan.lr_factor(step)
-            for group in opt.param_groups:
-                group["lr"] = group["initial_lr"] * factor
+        if opt is not None:
+            now = plan.lr_factor(step)  # once per step: a step budget changes it at every step
+            if now != factor:
+                factor = now
+                for group in opt.param_groups:
+                    group["lr"] = group["initial_lr"] * factor
         idx = next(batches).to(device)
         masked = None
         if data.masked is not None:
