@@ -15,7 +15,8 @@ from smie.features.store import SmieError
 from smie.pipeline.zsl.budget import fit_options
 from smie.pipeline.zsl.compute import Compute
 from smie.pipeline.zsl.estimator import NEGATIVES, SPEC
-from smie.pipeline.zsl.runner import FitResult, StageTwoRun, run_stage_two
+from smie.features.visual import read_visual_header
+from smie.pipeline.zsl.runner import FitResult, StageTwoRun, run_stage_two, train_rows
 from smie.pipeline.zsl.spec import Epochs
 
 
@@ -73,7 +74,7 @@ def run_fit(cfg: FitConfig) -> FitResult:
     spec = dataclasses.replace(SPEC, lr=cfg.lr, budget=Epochs(cfg.epochs), batch_size=cfg.batch_size,
                                warmup=cfg.warmup, uses_masked=cfg.temporal,
                                settings=tuple(dict(alpha=a, lam=lam) for a in cfg.alpha for lam in cfg.lam))
-    n_train = _n_train(cfg.visual)
+    n_train = train_rows(read_visual_header(cfg.visual))
     fit, budget = fit_options(spec, n_train, cfg.batch_size, cfg.lr, cfg.epochs, cfg.budget,
                               schedule=spec.schedule, seed=cfg.seed, device=cfg.device)
     return run_stage_two(StageTwoRun(
@@ -83,15 +84,3 @@ def run_fit(cfg: FitConfig) -> FitResult:
         kinds=cfg.kinds, combine=cfg.combine, split=cfg.split, gzsl=cfg.gzsl, val_features=cfg.val_features,
         record=cfg, compute=cfg.compute, budget=budget))
 
-
-def _n_train(visual) -> int:
-    """Training rows of the visual cache's own split (what the budget is planned from)."""
-    import numpy as np
-
-    from smie.features.visual import read_visual_header
-    from smie.pipeline.data.partitions import SEEN_TRAIN
-    from smie.pipeline.zsl.runner import cache_split
-
-    head = read_visual_header(visual)
-    seen = list(cache_split(head).seen)
-    return int(((np.asarray(head.partition) == SEEN_TRAIN) & np.isin(head.labels, seen)).sum())

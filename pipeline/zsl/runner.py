@@ -17,6 +17,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
+import numpy as np
 import torch
 
 from smie.features.store import SmieError, provenance, to_json
@@ -85,6 +86,15 @@ def cache_split(vc) -> Split:
     s = vc.split
     return Split(str(s["id"]), int(s.get("num_classes", len(vc.class_names))), tuple(s["seen"]),
                  tuple(s["unseen"]), tuple(s["val_unseen"]))
+
+
+def train_rows(vc) -> int:
+    """Training rows (seen_train samples of the seen classes) of a visual cache's own split: what a method's
+    epochs and step budget are planned from (a header is enough)."""
+    from smie.pipeline.data.partitions import SEEN_TRAIN
+
+    seen = list(cache_split(vc).seen)
+    return int(((np.asarray(vc.partition) == SEEN_TRAIN) & np.isin(vc.labels, seen)).sum())
 
 
 def mark_selection(metrics: dict, selection: str) -> None:

@@ -22,7 +22,6 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from smie.features.store import SmieError
 from smie.pipeline.zsl.compute import Compute
@@ -116,8 +115,7 @@ def fit_splits(cfg: BaselineConfig, epochs_scale: float = 1.0, caches: CacheStor
     cache's own split; other splits of the same cache differ from it by a few classes at most.
     """
     from smie.features.visual import read_visual_header
-    from smie.pipeline.data.partitions import SEEN_TRAIN
-    from smie.pipeline.zsl.runner import StageTwoRun, cache_split, run_stage_two
+    from smie.pipeline.zsl.runner import StageTwoRun, cache_split, run_stage_two, train_rows
 
     spec = method_spec(cfg.name)
     batch_size = spec.batch_size if cfg.batch_size is None else cfg.batch_size
@@ -136,7 +134,7 @@ def fit_splits(cfg: BaselineConfig, epochs_scale: float = 1.0, caches: CacheStor
     head = read_visual_header(cfg.visual)
     base = cache_split(head)
     data_defaults = data_defaults_of(spec, len(head.class_names), len(base.unseen))
-    n_train = int(((np.asarray(head.partition) == SEEN_TRAIN) & np.isin(head.labels, list(base.seen))).sum())
+    n_train = train_rows(head)
     epochs, extra = plan_units(spec, n_train, batch_size, cfg.epochs, user, data_defaults)
     if cfg.epochs is None and epochs_scale != 1.0:
         epochs, extra = plan_units(spec, n_train, batch_size, max(1, round(epochs * epochs_scale)), user,
