@@ -99,6 +99,33 @@ def test_smie_on_features_without_masked_views_names_the_alternatives(inputs, tm
     assert "smie-notemporal" in r.output and "--no-temporal" in r.output and "import-features" in r.output
 
 
+def test_reproduce_two_methods_write_the_table_and_a_rerun_reuses_their_runs(synse_folders, inputs, tmp_path):
+    """The default suite's short form of the end-to-end test below: two methods, both protocols, then resume."""
+    out = tmp_path / "out"
+    args = ["reproduce", TABLE, "--features", str(synse_folders["main"]), "--text", str(inputs["text"]),
+            "--out", str(out), "--epochs", "2", "--method", "smie", "--method", "revise"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    assert "published |" in lines[1] and "ours, honest" in lines[1]
+    rows = list(csv.DictReader((out / "table.csv").open()))
+    assert {row["method"] for row in rows} == {"smie", "revise"}
+    smie = next(row for row in rows if row["method"] == "smie")
+    assert smie["run_as"] == "smie-notemporal" and float(smie["published"]) == 77.98
+    for method in ("smie", "revise"):
+        hon = json.loads((out / "runs" / "honest" / method / "metrics.json").read_text())
+        assert hon["selection"]["test_unit"] == "validation"
+        assert hon["selection"]["validation_features"] == "validation-set"
+        zsl = next(row for row in rows if row["method"] == method and row["metric"] == "zsl")
+        assert float(zsl["ours_honest"]) == pytest.approx(100 * hon["zsl"]["selected"]["acc"])
+    stamp = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/*/metrics.json")}
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    assert stamp == {p: p.stat().st_mtime_ns for p in out.glob("runs/*/*/metrics.json")}
+    assert not list(out.rglob(".*tmp*"))
+
+
+@pytest.mark.slow  # every method of the table, both protocols, twice (SynSE and MSF cycles: about a minute)
 def test_reproduce_runs_the_published_table_end_to_end_and_resumes(synse_folders, inputs, tmp_path):
     out = tmp_path / "out"
     args = ["reproduce", TABLE, "--features", str(synse_folders["main"]), "--text", str(inputs["text"]),

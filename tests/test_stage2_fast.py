@@ -241,8 +241,8 @@ def _run(tmp_path, name, method, stage_caches, compute=Compute()):
     d = tmp_path / name
     d.mkdir()
     visual, text = stage_caches(d, seed=1)
-    res = fit_splits(BaselineConfig(method, visual, text, d / "run", epochs=30, gzsl=True, device="cpu",
-                                    compute=compute))
+    res = fit_splits(BaselineConfig(method, visual, text, d / "run", epochs=12, gzsl=True, device="cpu",
+                                    compute=compute, budget="code-epochs"))  # the optimiser is the point
     return res.summary
 
 
