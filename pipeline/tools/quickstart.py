@@ -5,10 +5,11 @@ the ``smie`` command that ``INDEX.md`` shows: (synthetic data) -> prepare -> pre
 -> embed-labels (MiniLM, offline) -> fit-estimator (SMIE) -> fit-baseline (one baseline). Every file lands in
 ``workdir``; finished stages are skipped on a rerun (see :mod:`smie.pipeline.tools.workdir`).
 
-Sizes: ``default`` is chosen so that the whole run takes about 2-3 minutes on 2 CPU cores (the budget and the
-measured stage times are written to ``INDEX.md``); ``tiny`` is the CI smoke run. Both use far fewer epochs than
-the papers (SMIE's estimator: 100 epochs at lr 1e-5; its backbone: 150 epochs); ``epochs`` overrides the
-backbone epochs. For faithful runs use the individual commands, whose defaults are the papers'.
+Sizes: ``default`` is chosen so that the whole run takes about 2 minutes on 2 idle CPU cores (the budget and the
+measured stage times are written to ``INDEX.md``; ``bench/quickstart_floor.py`` sets them against each stage's
+compute floor); ``tiny`` is the CI smoke run. The backbone trains far fewer epochs than the papers' 150
+(``epochs`` overrides them); SMIE and smie-fusion run SMIE's step budget (:mod:`smie.pipeline.zsl.budget`). For
+faithful runs use the individual commands, whose defaults are the papers'.
 
 Progress: a bar over the stages (on a terminal), under it each step's own bars (prepare, pretraining epochs,
 text encoding), and one line per stage with its wall and CPU time.
@@ -71,8 +72,8 @@ def _header(cfg: QuickstartConfig, workdir: Path, data_note: str) -> str:
         + (f" aims at under {BUDGET_S} s in all on 2 CPU cores" if cfg.size == "default" else " is a smoke run")
         + "; the wall and CPU seconds are what this machine took (wall time grows "
         "when other programs share the cores). "
-        "These epoch counts are far below the papers' and only show the pipeline working; see README for "
-        "faithful settings."
+        "The backbone's epochs are far below the papers' (it only has to show the pipeline working); SMIE and "
+        "smie-fusion run SMIE's real step budget (docs/evaluation.md); see README for faithful settings."
     )
 
 
