@@ -1,9 +1,11 @@
-"""Shared fixtures: where ../shared lives, and offline settings for every test."""
+"""Shared fixtures and builders: where ../shared lives, offline settings for every test, and the tiny seeded
+caches, checkpoints and files that several test modules build (test modules import nothing from each other)."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -94,8 +96,6 @@ def write_stage_caches(tmp_path: Path, seed: int = 0, split_unseen=(0, 1, 2, 3),
     """A tiny visual cache (16 classes x 20 samples, D 12, 2 masked views; split ``file:test<seed>``, every 5th
     seen sample ``seen_val``) and a text cache of ``kinds`` (E 6; with ``pos`` the kinds take the two halves of
     a 12-d semantic), written by the real writers under ``tmp_path``; returns their paths."""
-    import numpy as np
-
     from smie.features.text import TextCache, TextKind, write_text
     from smie.features.visual import VisualCache, write_visual
 
@@ -127,8 +127,6 @@ def write_stage_caches(tmp_path: Path, seed: int = 0, split_unseen=(0, 1, 2, 3),
 def write_skeletons_and_text(d: Path):
     """A tiny seeded skeleton cache (8 classes x 8 samples, 12 frames, kinect-v1-20) and a matching text cache
     (kind ``label``, E 16) under ``d``; returns their paths."""
-    import numpy as np
-
     from smie.features.skeletons import SkeletonSet, write_skeletons
     from smie.features.text import TextCache, TextKind, write_text
 
@@ -167,3 +165,128 @@ def world():
 def skeletons_and_text():
     """:func:`write_skeletons_and_text`: ``skeletons_and_text(dir) -> (skeletons, text)``."""
     return write_skeletons_and_text
+
+
+@pytest.fixture(scope="session")
+def tiny_skeletons():
+    """:func:`write_tiny_skeletons`: ``tiny_skeletons(path, seed=0) -> SkeletonSet``."""
+    return write_tiny_skeletons
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint():
+    """:func:`write_tiny_checkpoint`: ``tiny_checkpoint(path, skeletons, sset, split_spec, train_sha) ->
+    (split, partition)``."""
+    return write_tiny_checkpoint
+
+
+# --- the tiny extraction set: skeletons and a narrow ST-GCN checkpoint (test_extract, test_msf, ...) --------
+
+TINY_N, TINY_C, TINY_T, TINY_V, TINY_M, TINY_K = 16, 3, 24, 20, 1, 4
+TINY_D, TINY_KEY, TINY_DROP = 64, 6, 6  # 12 of 24 frames left: the official 15 + 15 of 50, scaled down
+TINY_PARTITION = {"protocol": None, "val_fraction": 0.2, "test_fraction": 0.2, "seed": 0}
+
+
+def write_tiny_skeletons(path, seed=0):
+    """A seeded random-walk skeleton cache (TINY_N samples of TINY_K classes, TINY_T frames, kinect-v1-20) at
+    ``path``; returns its :class:`SkeletonSet`."""
+    from smie.features.skeletons import SkeletonSet, write_skeletons
+
+    N, C, T, V, M = TINY_N, TINY_C, TINY_T, TINY_V, TINY_M
+    rng = np.random.default_rng(seed)
+    walk = np.cumsum(rng.normal(0, 0.05, (N, C, T, V, M)), axis=2) + rng.normal(0, 1, (N, C, 1, V, M))
+    labels = np.arange(N) % TINY_K
+    sset = SkeletonSet(
+        data=walk.astype(np.float32), labels=labels.astype(np.int64), lengths=np.full(N, T, np.int32),
+        sample_ids=tuple(f"seq{i:02d}" for i in range(N)), class_names=("wave", "jump", "sit", "kick"),
+        layout="kinect-v1-20", dataset="synthetic", meta={},
+    )
+    write_skeletons(path, sset, {"test": True})
+    return sset
+
+
+def write_tiny_checkpoint(path, skel_path, sset, split_spec="random:1:seed=0", train_sha=None):
+    """A narrow untrained ST-GCN checkpoint (D = TINY_D) for ``sset`` on ``split_spec`` at ``path``, its training
+    ids those of the split's ``seen_train`` partition (or ``train_sha``); returns (split, partition codes)."""
+    import torch
+
+    from smie.features.store import file_sha256
+    from smie.pipeline.data.splits import assign_partitions, resolve_split
+    from smie.pipeline.visual.backbones import build_backbone, save_checkpoint
+    from smie.pipeline.visual.pretrain import ids_sha256
+
+    torch.manual_seed(0)
+    model = build_backbone("stgcn", "kinect-v1-20", "small", hidden_channels=8, hidden_dim=TINY_D)  # narrow: fast
+    split = resolve_split(split_spec, TINY_K)
+    part = assign_partitions(sset.labels, sset.meta, split, **TINY_PARTITION)
+    train = train_sha or ids_sha256(sset.sample_ids[i] for i in np.flatnonzero(part == 0))
+    save_checkpoint(path, model, split=split, partition=TINY_PARTITION, class_names=sset.class_names,
+                    num_frames=TINY_T, skeleton_sha256=file_sha256(skel_path), provenance={"train_ids_sha256": train})
+    return split, part
+
+
+# --- BVH text (test_bvh, test_custom_layout_e2e) -------------------------------------------------------------
+
+# Hips (root, positions + ZXY), Spine (XYZ order, no positions: OFFSET), Head (YXZ), LeftLeg (positions per joint,
+# ZYX order), LeftFoot (one channel); End Sites dropped.
+HIERARCHY = """HIERARCHY
+ROOT Hips
+{
+  OFFSET 0 0 0
+  CHANNELS 6 Xposition Yposition Zposition Zrotation Xrotation Yrotation
+  JOINT Spine
+  {
+    OFFSET 0 10 0
+    CHANNELS 3 Xrotation Yrotation Zrotation
+    JOINT Head
+    {
+      OFFSET 0 5 0
+      CHANNELS 3 Yrotation Xrotation Zrotation
+      End Site
+      {
+        OFFSET 0 3 0
+      }
+    }
+  }
+  JOINT LeftLeg
+  {
+    OFFSET 2 0 0
+    CHANNELS 6 Xposition Yposition Zposition Zrotation Yrotation Xrotation
+    JOINT LeftFoot
+    {
+      OFFSET 0 -8 0
+      CHANNELS 1 Xrotation
+      End Site
+      {
+        OFFSET 0 0 1
+      }
+    }
+  }
+}
+"""
+
+
+def bvh_text(frames, hierarchy: str = HIERARCHY, dt: float = 1 / 30) -> str:
+    rows = "\n".join(" ".join(f"{v:g}" for v in row) for row in frames)
+    return f"{hierarchy}MOTION\nFrames: {len(frames)}\nFrame Time: {dt}\n{rows}\n"
+
+
+def frame(root=(0, 0, 0), root_zxy=(0, 0, 0), spine_xyz=(0, 0, 0), head=(0, 0, 0), leg_pos=(2, 0, 0),
+          leg_zyx=(0, 0, 0), foot_x=0.0) -> list[float]:
+    return [*root, *root_zxy, *spine_xyz, *head, *leg_pos, *leg_zyx, foot_x]
+
+
+def upright(n: int, seed: int = 0) -> list[list[float]]:
+    """``n`` frames of a standing rig with small swings (y up), walking along x."""
+    rng = np.random.default_rng(seed)
+    return [frame(root=(0.5 * t, 9, 0), root_zxy=tuple(rng.normal(0, 5, 3)), spine_xyz=tuple(rng.normal(0, 8, 3)),
+                  leg_zyx=tuple(rng.normal(0, 10, 3)), foot_x=float(rng.normal(0, 10))) for t in range(n)]
+
+
+# --- a custom layout as data (test_layouts_custom, test_custom_layout_e2e) -----------------------------------
+
+# A 7-joint stick figure: pelvis centre, spine and head, two legs of two joints; bones given rooted at the head
+# (re-oriented towards the centre on reading).
+STICK = {"joint_names": np.array(["pelvis", "spine", "head", "left hip", "left foot", "right hip", "right foot"]),
+         "bones": np.array([[0, 1], [1, 2], [3, 0], [4, 3], [5, 0], [6, 5]]), "center": np.array(0),
+         "graph_center": np.array(1), "up_axis": np.array("z")}

@@ -17,30 +17,9 @@ from click.testing import CliRunner
 
 from smie.cli import main
 from smie.pipeline.data.readers.ntu import write_skeleton_file
+from tests.bad_input_contract import OLD, prepare_args, run_bad
 
-OLD = b"existing output, must survive\n"
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def run_bad(args: list, out: Path, *expect: str) -> str:
-    """Run ``smie ARGS`` over a pre-existing ``out``; check the failure contract; return the message."""
-    if out.suffix in (".h5", ".pt", ".jsonl"):
-        out.write_bytes(OLD)
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "keep.txt").write_bytes(OLD)
-    before = sorted(p.name for p in out.parent.iterdir())
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    msg = result.output
-    assert result.exit_code != 0, msg
-    assert isinstance(result.exception, SystemExit) and "Traceback" not in msg, f"not a clean error: {msg}"
-    assert msg.startswith("Error: ") and msg.count("\n") == 1, f"expected one error line: {msg!r}"
-    for part in expect:
-        assert part.lower() in msg.lower(), f"{part!r} not in {msg!r}"
-    assert (out.read_bytes() if out.is_file() else (out / "keep.txt").read_bytes()) == OLD, "output was touched"
-    assert sorted(p.name for p in out.parent.iterdir()) == before, "something was left beside the output"
-    print("MESSAGE", msg.strip())  # pytest -s shows the messages docs/bad-inputs.md quotes
-    return msg
 
 
 # --- raw inputs through `smie prepare` -----------------------------------------------------------------------------
@@ -60,10 +39,6 @@ def ntu_tree(tmp_path: Path) -> tuple[Path, Path]:
     for i, name in enumerate(("S001C001P001R001A001", "S001C001P002R001A002", "S001C001P003R001A003")):
         write_skeleton_file(d / f"{name}.skeleton", motion(20 + i, seed=i))
     return d, d / "S001C001P002R001A002.skeleton"
-
-
-def prepare_args(fmt: str, src: Path, out: Path, *extra) -> list:
-    return ["prepare", "--format", fmt, "--input", src, "--out", out, "--frames", "8", *extra]
 
 
 def spoil_ntu(kind: str, f: Path) -> tuple[str, ...]:

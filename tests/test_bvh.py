@@ -14,64 +14,11 @@ from smie.features.store import SmieError
 from smie.pipeline.data.layouts import layout_of
 from smie.pipeline.data.readers import load_raw
 from smie.pipeline.data.readers.bvh import forward_kinematics, parse_bvh
-from tests.test_bad_inputs import prepare_args, run_bad
+from tests.bad_input_contract import prepare_args, run_bad
+from tests.conftest import HIERARCHY, bvh_text, frame, upright
 
-# Hips (root, positions + ZXY), Spine (XYZ order, no positions: OFFSET), Head (YXZ), LeftLeg (positions per joint,
-# ZYX order), LeftFoot (one channel); End Sites dropped.
-HIERARCHY = """HIERARCHY
-ROOT Hips
-{
-  OFFSET 0 0 0
-  CHANNELS 6 Xposition Yposition Zposition Zrotation Xrotation Yrotation
-  JOINT Spine
-  {
-    OFFSET 0 10 0
-    CHANNELS 3 Xrotation Yrotation Zrotation
-    JOINT Head
-    {
-      OFFSET 0 5 0
-      CHANNELS 3 Yrotation Xrotation Zrotation
-      End Site
-      {
-        OFFSET 0 3 0
-      }
-    }
-  }
-  JOINT LeftLeg
-  {
-    OFFSET 2 0 0
-    CHANNELS 6 Xposition Yposition Zposition Zrotation Yrotation Xrotation
-    JOINT LeftFoot
-    {
-      OFFSET 0 -8 0
-      CHANNELS 1 Xrotation
-      End Site
-      {
-        OFFSET 0 0 1
-      }
-    }
-  }
-}
-"""
 WIDTH = 6 + 3 + 3 + 6 + 1
 MOTION_LINE = HIERARCHY.count("\n") + 1  # 1-based line of MOTION; frames start 3 lines later
-
-
-def bvh_text(frames, hierarchy: str = HIERARCHY, dt: float = 1 / 30) -> str:
-    rows = "\n".join(" ".join(f"{v:g}" for v in row) for row in frames)
-    return f"{hierarchy}MOTION\nFrames: {len(frames)}\nFrame Time: {dt}\n{rows}\n"
-
-
-def frame(root=(0, 0, 0), root_zxy=(0, 0, 0), spine_xyz=(0, 0, 0), head=(0, 0, 0), leg_pos=(2, 0, 0),
-          leg_zyx=(0, 0, 0), foot_x=0.0) -> list[float]:
-    return [*root, *root_zxy, *spine_xyz, *head, *leg_pos, *leg_zyx, foot_x]
-
-
-def upright(n: int, seed: int = 0) -> list[list[float]]:
-    """``n`` frames of a standing rig with small swings (y up), walking along x."""
-    rng = np.random.default_rng(seed)
-    return [frame(root=(0.5 * t, 9, 0), root_zxy=tuple(rng.normal(0, 5, 3)), spine_xyz=tuple(rng.normal(0, 8, 3)),
-                  leg_zyx=tuple(rng.normal(0, 10, 3)), foot_x=float(rng.normal(0, 10))) for t in range(n)]
 
 
 def test_forward_kinematics_matches_a_hand_computation(tmp_path):

@@ -15,8 +15,7 @@ from smie.cli import main
 from smie.features.skeletons import read_skeletons
 from smie.pipeline.data.layouts import LAYOUTS, layout_of
 from smie.pipeline.visual.backbones import load_backbone
-from tests.test_bvh import bvh_text, upright
-from tests.test_layouts_custom import STICK
+from tests.conftest import STICK, bvh_text, upright
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 CLASSES = {"stick-7": ("hop on both feet", "sway side to side", "sit down", "kick forward"),

@@ -7,52 +7,22 @@ import numpy as np
 import pytest
 import torch
 
-from smie.features.skeletons import SkeletonSet, write_skeletons
 from smie.features.store import CacheError, SmieError, file_sha256
 from smie.features.visual import VisualWriter, join_shards, partial_path, read_visual
-from smie.pipeline.visual.backbones import build_backbone, load_backbone, save_checkpoint
-from smie.pipeline.data.splits import assign_partitions, resolve_split
+from smie.pipeline.visual.backbones import load_backbone
 from smie.pipeline.visual.extract import ExtractConfig, extract_visual
 from smie.pipeline.visual.keyframes import masked_views
-from smie.pipeline.visual.pretrain import ids_sha256
-
-N, C, T, V, M, K = 16, 3, 24, 20, 1, 4
-D, KEY, DROP = 64, 6, 6  # 12 of 24 frames left: the official 15 + 15 of 50, scaled to keep the test fast
-PARTITION = {"protocol": None, "val_fraction": 0.2, "test_fraction": 0.2, "seed": 0}
-
-
-def _skeletons(path, seed=0):
-    rng = np.random.default_rng(seed)
-    walk = np.cumsum(rng.normal(0, 0.05, (N, C, T, V, M)), axis=2) + rng.normal(0, 1, (N, C, 1, V, M))
-    labels = np.arange(N) % K
-    sset = SkeletonSet(
-        data=walk.astype(np.float32), labels=labels.astype(np.int64), lengths=np.full(N, T, np.int32),
-        sample_ids=tuple(f"seq{i:02d}" for i in range(N)), class_names=("wave", "jump", "sit", "kick"),
-        layout="kinect-v1-20", dataset="synthetic", meta={},
-    )
-    write_skeletons(path, sset, {"test": True})
-    return sset
-
-
-def _checkpoint(path, skel_path, sset, split_spec="random:1:seed=0", train_sha=None):
-    torch.manual_seed(0)
-    model = build_backbone("stgcn", "kinect-v1-20", "small", hidden_channels=8, hidden_dim=D)  # narrow: fast
-    split = resolve_split(split_spec, K)
-    part = assign_partitions(sset.labels, sset.meta, split, **PARTITION)
-    train = train_sha or ids_sha256(sset.sample_ids[i] for i in np.flatnonzero(part == 0))
-    save_checkpoint(path, model, split=split, partition=PARTITION, class_names=sset.class_names, num_frames=T,
-                    skeleton_sha256=file_sha256(skel_path), provenance={"train_ids_sha256": train})
-    return split, part
-
+from tests.conftest import TINY_C as C, TINY_D as D, TINY_DROP as DROP, TINY_KEY as KEY, TINY_M as M, TINY_N as N
+from tests.conftest import TINY_T as T, TINY_V as V
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory, one_thread):
+def setup(tmp_path_factory, one_thread, tiny_skeletons, tiny_checkpoint):
     d = tmp_path_factory.mktemp("extract")
-    sset = _skeletons(d / "skel.h5")
-    split, part = _checkpoint(d / "bb.pt", d / "skel.h5", sset)
+    sset = tiny_skeletons(d / "skel.h5")
+    split, part = tiny_checkpoint(d / "bb.pt", d / "skel.h5", sset)
     cfg = ExtractConfig(skeletons=d / "skel.h5", backbone=d / "bb.pt", out=d / "ref.h5", views=3, keyframes=KEY,
                         random_drop=DROP, batch_size=5, chunk_size=8, device="cpu", seed=1)
     return d, sset, split, part, cfg, read_visual(extract_visual(cfg))
@@ -130,13 +100,13 @@ def test_paper_variant_stores_one_view(setup):
     np.testing.assert_allclose(got.features, ref.features, rtol=1e-5, atol=1e-6)
 
 
-def test_refuses_incompatible_backbone_and_settings(setup):
+def test_refuses_incompatible_backbone_and_settings(setup, tiny_skeletons, tiny_checkpoint):
     d, sset, split, part, cfg, ref = setup
-    _skeletons(d / "other.h5", seed=5)
+    tiny_skeletons(d / "other.h5", seed=5)
     with pytest.raises(SmieError, match="skeleton cache sha256"):
         extract_visual(dataclasses.replace(cfg, skeletons=d / "other.h5", out=d / "x.h5"))
     assert not partial_path(d / "x.h5").exists(), "rows of an unverified skeleton cache must not stay behind"
-    _checkpoint(d / "leaky.pt", cfg.skeletons, sset, train_sha="0" * 64)
+    tiny_checkpoint(d / "leaky.pt", cfg.skeletons, sset, train_sha="0" * 64)
     with pytest.raises(SmieError, match="train_ids_sha256"):
         extract_visual(dataclasses.replace(cfg, backbone=d / "leaky.pt", out=d / "x.h5"))
     with pytest.raises(SmieError, match="cannot mask"):

@@ -22,7 +22,7 @@ from smie.pipeline.data.splits import resolve_split
 from smie.pipeline.visual.backbones import build_backbone, load_backbone
 from smie.pipeline.visual.backbones.shiftgcn import TemporalShift
 from smie.pipeline.visual.extract import ExtractConfig, extract_visual
-from tests.test_bad_inputs import run_bad
+from tests.bad_input_contract import run_bad
 
 SPLIT = "synse:ntu60:55/5"
 SEEN = list(resolve_split(SPLIT, 60).seen)

@@ -13,8 +13,8 @@ import pytest
 
 from smie.pipeline.data.classes import class_table
 from smie.pipeline.visual.synse_synthetic import SynseLayout, write_synse_layout
+from tests.bad_input_contract import run_bad
 from tests.conftest import TINY_SYNSE
-from tests.test_bad_inputs import run_bad
 
 SPLIT = "synse:ntu60:55/5"
 

@@ -13,14 +13,8 @@ from smie.features.store import CacheError, SmieError
 from smie.pipeline.data.layouts import LAYOUTS, Layout, LayoutError, custom_spec, layout_of, resolve_layout
 from smie.pipeline.visual.backbones import build_backbone
 from smie.pipeline.visual.backbones.graph import spatial_adjacency
-from tests.test_bad_inputs import prepare_args, run_bad
-
-# A 7-joint stick figure: pelvis centre, spine and head, two legs of two joints; bones given rooted at the head
-# (re-oriented towards the centre on reading).
-STICK = {"joint_names": np.array(["pelvis", "spine", "head", "left hip", "left foot", "right hip", "right foot"]),
-         "bones": np.array([[0, 1], [1, 2], [3, 0], [4, 3], [5, 0], [6, 5]]), "center": np.array(0),
-         "graph_center": np.array(1), "up_axis": np.array("z")}
-
+from tests.bad_input_contract import prepare_args, run_bad
+from tests.conftest import STICK
 
 def stick_npz(path, N=6, T=10, seed=0, **over):
     rng = np.random.default_rng(seed)

@@ -25,7 +25,7 @@ from smie.pipeline.zsl.fit import FitOptions, lr_factor, train_method
 from smie.pipeline.zsl.method import MethodContext, TrainSet
 from smie.pipeline.zsl.protocol import StageData, run_protocol, validate
 from smie.pipeline.zsl.spec import method_spec, plan_units
-from tests.test_extract import PARTITION, T, _skeletons
+from tests.conftest import TINY_PARTITION as PARTITION, TINY_T as T
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 TINY = ("latent=4", "seen_per_class=5", "unseen_per_class=10", "cls_steps=5", "cycles=2")
@@ -190,8 +190,8 @@ def test_backbone_head_round_trips_through_the_visual_cache(tmp_path, stage_cach
         read_visual(path)
 
 
-def test_extract_visual_stores_the_checkpoints_head(tmp_path):
-    sset = _skeletons(tmp_path / "skel.h5")
+def test_extract_visual_stores_the_checkpoints_head(tmp_path, tiny_skeletons):
+    sset = tiny_skeletons(tmp_path / "skel.h5")
     torch.manual_seed(0)
     model = build_backbone("stgcn", "kinect-v1-20", "small", hidden_channels=8, hidden_dim=16)
     fc = torch.nn.Linear(16, 3)

@@ -17,17 +17,17 @@ from smie.features.visual import attach_validation, join_shards, partial_path, r
 from smie.pipeline.visual import backbones
 from smie.pipeline.visual.backbones import build_backbone, save_checkpoint
 from smie.pipeline.visual.extract import ExtractConfig, extract_visual, shard_path
-from tests.test_extract import D, DROP, KEY, PARTITION, T, _checkpoint, _skeletons
+from tests.conftest import TINY_D as D, TINY_DROP as DROP, TINY_KEY as KEY, TINY_PARTITION as PARTITION, TINY_T as T
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory, one_thread):
+def pair(tmp_path_factory, one_thread, tiny_skeletons, tiny_checkpoint):
     """A skeleton cache, its main backbone and a validation backbone (trained classes = seen minus val_unseen)."""
     d = tmp_path_factory.mktemp("inplace")
-    sset = _skeletons(d / "skel.h5")
-    split, _ = _checkpoint(d / "main.pt", d / "skel.h5", sset)
+    sset = tiny_skeletons(d / "skel.h5")
+    split, _ = tiny_checkpoint(d / "main.pt", d / "skel.h5", sset)
     torch.manual_seed(1)
     model = build_backbone("stgcn", "kinect-v1-20", "small", hidden_channels=8, hidden_dim=D)
     trained = [c for c in split.seen if c not in split.val_unseen]
