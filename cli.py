@@ -373,5 +373,21 @@ def fit_baseline(**kw: Any) -> None:
 for _command in TOOL_COMMANDS:
     main.add_command(_command)
 
-if __name__ == "__main__":
+
+def warning_line(message, category, filename, lineno, line=None) -> str:
+    """A warning as the user reads it, ``Warning: <message>``, instead of Python's file, line number, category
+    and a line of smie's source code (which looked like a traceback in the quickstart's output)."""
+    kind = "" if category is UserWarning else f"{category.__name__}: "
+    return f"Warning: {kind}{message}\n"
+
+
+def run() -> None:
+    """The ``smie`` console script and ``python -m smie``: :func:`main`, warnings printed one line each."""
+    import warnings
+
+    warnings.formatwarning = warning_line
     main()
+
+
+if __name__ == "__main__":
+    run()

@@ -6,6 +6,9 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_help_is_instant_and_imports_nothing_heavy():
@@ -29,3 +32,23 @@ def test_every_command_help_imports_nothing_heavy():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     count, heavy = proc.stdout.strip().splitlines()[-1].split(" ", 1)
     assert int(count) >= 19 and heavy == "[]", proc.stdout[-2000:]
+
+
+def test_the_console_script_prints_a_warning_as_one_line():
+    """``smie`` (``smie.cli:run``) shows ``Warning: <message>``, not Python's file:line and source line."""
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO / "setup.cfg")
+    assert "smie = smie.cli:run" in cfg["options.entry_points"]["console_scripts"]
+    assert "run()" in (REPO / "__main__.py").read_text()
+    code = ("import sys, warnings; from smie import cli\n"
+            "def hello():\n    warnings.warn('the validation curve never rose above chance')\n"
+            "    warnings.warn('old option', FutureWarning)\n"
+            "cli.main.command('hello')(hello)\n"
+            "sys.argv = ['smie', 'hello']\n"
+            "cli.run()")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ("Warning: the validation curve never rose above chance\n"
+                           "Warning: FutureWarning: old option\n"), proc.stderr
