@@ -102,7 +102,8 @@ def test_smie_on_features_without_masked_views_names_the_alternatives(inputs, tm
 def test_reproduce_two_methods_write_the_table_and_a_rerun_reuses_their_runs(synse_folders, inputs, tmp_path):
     """The default suite's short form of the end-to-end test below: two methods, both protocols, then resume."""
     out = tmp_path / "out"
-    args = ["reproduce", TABLE, "--features", str(synse_folders["main"]), "--text", str(inputs["text"]),
+    text = shutil.copy(inputs["text"], tmp_path / "text.h5")
+    args = ["reproduce", TABLE, "--features", str(synse_folders["main"]), "--text", str(text),
             "--out", str(out), "--epochs", "2", "--method", "smie", "--method", "revise"]
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 0, r.output
@@ -118,11 +119,16 @@ def test_reproduce_two_methods_write_the_table_and_a_rerun_reuses_their_runs(syn
         assert hon["selection"]["validation_features"] == "validation-set"
         zsl = next(row for row in rows if row["method"] == method and row["metric"] == "zsl")
         assert float(zsl["ours_honest"]) == pytest.approx(100 * hon["zsl"]["selected"]["acc"])
+        assert float(zsl["ours_published"]) == pytest.approx(100 * hon["zsl"]["oracle"]["acc"])
     stamp = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/*/metrics.json")}
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 0, r.output
     assert stamp == {p: p.stat().st_mtime_ns for p in out.glob("runs/*/*/metrics.json")}
     assert not list(out.rglob(".*tmp*"))
+    text_cache(synse_folders["semantics"], text, kinds=("label",))  # other bytes at the same path: runs redone
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    assert all(p.stat().st_mtime_ns != t for p, t in stamp.items())
 
 
 @pytest.mark.slow  # every method of the table, both protocols, twice (SynSE and MSF cycles: about a minute)

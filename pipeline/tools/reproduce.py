@@ -154,13 +154,20 @@ norm; ``--combine concat-raw``), in both protocols."""
 
 
 def finished(out: Path, run) -> bool:
-    """Whether ``out`` is a finished run of ``run``'s settings (:data:`REUSE_KEYS`), so that a resumed command
-    reuses it; a run of other settings (an older command's) is run again and replaced atomically."""
+    """Whether ``out`` is a finished run of ``run``'s settings (:data:`REUSE_KEYS`) on the same input bytes (the
+    sha256 its provenance recorded), so that a resumed command reuses it; a run of other settings or of other
+    inputs (an older command's, or caches re-imported at the same path) is run again and replaced atomically."""
+    from smie.features.store import file_sha256
+
     if not (out / "metrics.json").is_file() or not (out / "config.json").is_file():
         return False
     done = json.loads((out / "config.json").read_text())
     want = json.loads(to_json({k: getattr(run, k) for k in REUSE_KEYS}))
-    return all(done.get(k) == v for k, v in want.items())
+    if not all(done.get(k) == v for k, v in want.items()):
+        return False
+    inputs = (done.get("provenance") or {}).get("inputs") or {}
+    return all((inputs.get(role) or {}).get("sha256") == file_sha256(getattr(run, role))
+               for role in ("visual", "text"))
 
 
 def from_oracle(honest: dict) -> dict:
