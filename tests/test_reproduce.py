@@ -15,8 +15,6 @@ from smie.cli import main
 from smie.features.visual import read_visual
 from smie.pipeline import registry
 from smie.pipeline.visual.import_features import ImportFeaturesConfig, import_features
-from smie.pipeline.visual.synse_synthetic import SynseLayout, write_synse_layout
-from tests.conftest import TINY_SYNSE
 
 SPLIT = "synse:ntu60:55/5"
 TABLE = "synse-ntu60-55/5"
@@ -49,7 +47,8 @@ def fit(name, inputs, out, *extra):
 
 def test_validation_phase_reads_the_validation_folders_own_rows(inputs):
     from smie.pipeline.zsl.protocol import StageData
-    from smie.pipeline.zsl.runner import cache_split, validation_view
+    from smie.pipeline.zsl.runner import cache_split
+    from smie.pipeline.zsl.views import validation_view
 
     vc = read_visual(inputs["visual"])
     vs = vc.validation_set

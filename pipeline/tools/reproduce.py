@@ -112,8 +112,8 @@ def _visual(cfg: ReproduceConfig, table: registry.ReproTable) -> Path:
     from smie.pipeline.visual.import_features import ImportFeaturesConfig, import_features, sibling_validation_folder
 
     folder = Path(cfg.features)
-    val = cfg.validation_folder or (sibling_validation_folder(folder)
-                                    if sibling_validation_folder(folder).is_dir() else None)
+    sibling = sibling_validation_folder(folder)
+    val = cfg.validation_folder or (sibling if sibling.is_dir() else None)
     path = Path(cfg.out) / "visual.h5"
     if path.exists():
         head = read_visual_header(path)
@@ -178,7 +178,7 @@ def from_oracle(honest: dict) -> dict:
                 _dir=honest["_dir"] + " (zsl.oracle)")
 
 
-def _ours(metrics: dict | None, metric: str, run_as: str, protocol: str) -> float:
+def _ours(metrics: dict | None, metric: str, run_as: str) -> float:
     """Percent: ZSL at the protocol's unit; GZSL from MSF's gate (published MSF) or calibrated stacking."""
     if metrics is None:
         return math.nan
@@ -245,7 +245,7 @@ def reproduce(cfg: ReproduceConfig) -> Result:
                        variant="" if pub is None or not pub.variant else to_json(pub.variant),
                        kinds=",".join(kinds), text=str(text or ""), note=note)
             for protocol in PROTOCOLS:
-                value = _ours(runs.get(protocol), metric, run_as, protocol)
+                value = _ours(runs.get(protocol), metric, run_as)
                 row[f"ours_{protocol}"] = value
                 row[f"gap_{protocol}"] = value - row["published"]
                 row[f"run_{protocol}"] = (runs.get(protocol) or {}).get("_dir", "")

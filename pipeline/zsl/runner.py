@@ -33,7 +33,7 @@ from smie.pipeline.zsl.protocol import ORACLE_NOTE, StageData, check_split, repa
 from smie.pipeline.zsl.results import metrics_record, selection_rule, summary
 from smie.pipeline.zsl.rundir import install_dir, write_run
 from smie.pipeline.zsl.spec import MethodSpec, RunFacts
-from smie.pipeline.zsl.views import VAL_FEATURES, stored_logits, validation_view  # noqa: F401 (re-exported)
+from smie.pipeline.zsl.views import stored_logits, validation_view
 
 @dataclass
 class FitResult:
@@ -182,9 +182,8 @@ def _run(run: StageTwoRun) -> FitResult:
             spec.check(spec.make_params(setting), facts)
     masked = vc.masked if has_views else None
     D, E = vc.feature_dim, class_sem.shape[1]
-    context = MethodContext(steps_per_epoch=run.steps_per_epoch, heads=heads)
 
-    def make_model(**setting):
+    def make_model(**setting):  # ``context``: the split's, set in the loop below before any model is made
         return spec.model(D, E, spec.make_params({**run.options, **setting}), context)
 
     unit = "cycle" if fit.cycle_steps else "point" if fit.steps is not None else "epoch"
