@@ -38,24 +38,33 @@ def gemm_rate(n: int = 2048, reps: int = 5) -> float:
 
 def timed_step(step, steps: int) -> tuple[float, float]:
     """(GFLOP of one step, seconds per step) of a zero-argument training step."""
+    from smie.pipeline.zsl.compute import Compute, using
+
     for _ in range(3):
         step()
-    with FlopCounterMode(display=False) as counter:
-        step()
+    with using(Compute(matmul="torch")), FlopCounterMode(display=False) as counter:
+        step()  # the counter sees aten's matmuls, not the oneDNN kernel --cpu-matmul may choose
     t0 = time.perf_counter()
     for _ in range(steps):
         step()
     return counter.get_total_flops() / 1e9, (time.perf_counter() - t0) / steps
 
 
-def stage_two_step(method: str, visual_dim: int, sem_dim: int, classes: int, batch: int, lr: float, **options):
-    """One training step of a stage-two method on random tensors of the run's shapes (masked views included)."""
+def stage_two_step(run: Path):
+    """One training step of a finished run's method (its module and options, rebuilt by ``load_run``, fresh
+    weights are not needed for a cost) on random tensors of its shapes, masked views included, with the
+    method's own optimiser at the run's learning rate; also the step count of the run's budget."""
     from smie.pipeline.zsl.method import Batch
-    from smie.pipeline.zsl.spec import method_spec
+    from smie.pipeline.zsl.rundir import load_run
 
     torch.manual_seed(0)
-    model = method_spec(method).build(visual_dim, sem_dim, **options)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+    model, info = load_run(run)
+    model.train()
+    budget = info["metrics"]["budget"]
+    opt = model.optimizer(budget["lr"])
+    batch = info["config"].get("batch_size_used") or info["config"]["batch_size"]
+    classes = len(info["split"]["seen"])
+    visual_dim, sem_dim = info["model_config"]["visual_dim"], info["model_config"]["sem_dim"]
     b = Batch(torch.randn(batch, visual_dim), torch.randn(batch, visual_dim), torch.randint(classes, (batch,)),
               torch.randn(classes, sem_dim))
 
@@ -63,7 +72,7 @@ def stage_two_step(method: str, visual_dim: int, sem_dim: int, classes: int, bat
         opt.zero_grad(set_to_none=True)
         model.loss(b).backward()
         opt.step()
-    return step
+    return step, budget["steps"]
 
 
 def backbone_step(path: Path, batch: int, classes: int):
@@ -104,16 +113,9 @@ def main() -> None:
     rows = [("pretrain-backbone", pre_steps,
              backbone_step(args.workdir / "backbone.pt", pre_cfg["batch_size"], len(ckpt["head_classes"])),
              "epochs x ceil(train / batch); validation passes not counted")]
-    for stage, run, method, options in (("fit-estimator", "smie", "smie", {}),
-                                        ("fit-fusion", "smie-fusion", "smie-fusion", {"fusion": "label"})):
-        m = json.loads((args.workdir / "runs" / run / "metrics.json").read_text())
-        cfg = json.loads((args.workdir / "runs" / run / "config.json").read_text())
-        mc = torch.load(args.workdir / "runs" / run / "model.pt", map_location="cpu", weights_only=False)["model_config"]
-        visual_dim, sem_dim = mc["visual_dim"], mc["sem_dim"]
-        budget = m["budget"]
-        batch = cfg.get("batch_size_used") or cfg["batch_size"]
-        step = stage_two_step(method, visual_dim, sem_dim, 12, batch, budget["lr"], **options)
-        rows.append((stage, 2 * budget["steps"], step, f"{budget['steps']} steps x 2 phases (validation, final)"))
+    for stage, run in (("fit-estimator", "smie"), ("fit-fusion", "smie-fusion")):
+        step, steps = stage_two_step(args.workdir / "runs" / run)
+        rows.append((stage, 2 * steps, step, f"{steps} steps x 2 phases (validation, final)"))
     peak = gemm_rate()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; 2048^3 matrix product: {peak:.0f} GFLOP/s")
     print(f"{'stage':<18} {'steps':>6} {'GFLOP/step':>10} {'GFLOP/s':>8} {'% of GEMM':>9} {'floor s':>8} "
