@@ -2,7 +2,8 @@
 
 Stages, each a call of the step's own pipeline function with its own config, so each can be rerun by hand with
 the ``smie`` command that ``INDEX.md`` shows: (synthetic data) -> prepare -> pretrain-backbone -> extract-visual
--> embed-labels (MiniLM, offline) -> fit-estimator (SMIE) -> fit-baseline (one baseline). Every file lands in
+-> embed-labels (MiniLM, offline) -> fit-estimator (SMIE) -> fit-baseline (one baseline) -> fit-baseline
+(smie-fusion). Every file lands in
 ``workdir``; finished stages are skipped on a rerun (see :mod:`smie.pipeline.tools.workdir`).
 
 Sizes: ``default`` is chosen so that the whole run takes about 2 minutes on 2 idle CPU cores (the budget and the

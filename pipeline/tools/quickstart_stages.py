@@ -87,7 +87,7 @@ def default_split(cfg, num_classes: int) -> str:
 
 
 def tail_stages(cfg, workdir: Path, num_classes: int) -> list[Stage]:
-    """pretrain-backbone -> extract-visual, embed-labels -> fit-estimator, fit-baseline."""
+    """pretrain-backbone -> extract-visual, embed-labels -> fit-estimator, fit-baseline, fit-fusion."""
     from smie.features.visual import partial_path
     from smie.pipeline.zsl.baselines.run import BaselineConfig, fit_baseline
     from smie.pipeline.semantic.embed import EmbedConfig, embed_labels
