@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from smie.cli import main
 from smie.features.visual import read_visual
 from smie.pipeline import registry
+from smie.pipeline.zsl.rundir import load_run
 from smie.pipeline.visual.import_features import ImportFeaturesConfig, import_features
 
 SPLIT = "synse:ntu60:55/5"
@@ -168,6 +169,10 @@ def test_reproduce_runs_the_published_table_end_to_end_and_resumes(synse_folders
         assert "oracle" in pub["selection"]["note"] and pub["zsl"]["selected"]["selected_on"] == "unseen test (oracle)"
         assert pub["zsl"]["selected"]["acc"] == pub["zsl"]["oracle"]["acc"] == hon["zsl"]["oracle"]["acc"]
         assert pub["curves"]["test_acc"] == hon["curves"]["test_acc"], method
+        summary_txt = (out / "runs" / "published" / method / "summary.txt").read_text()
+        assert "test columns at the test-selected (oracle) epoch" in summary_txt
+        _, info = load_run(out / "runs" / "published" / method)
+        assert info["selected_epoch"] == pub["zsl"]["selected"]["epoch"]
     msf = json.loads((out / "runs" / "published" / "msf" / "metrics.json").read_text())
     assert "msf_gate" in msf["gzsl"]
     for protocol in ("published", "honest"):  # MSF's own fusion of its kinds in both protocols

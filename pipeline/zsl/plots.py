@@ -149,7 +149,8 @@ def curves_png(path: str | os.PathLike, metrics: dict, title: str = "", prov: di
         ax.axvline(sel, color="black", ls="--", lw=1)
         if sel < len(test):
             ax.plot([sel], [test[sel]], "o", color="black", ms=7, mfc="none", mew=1.5,
-                    label=f"selected on validation: epoch {sel}, test {test[sel]:.3f}")
+                    label=f"selected on {(zsl.get('selected') or {}).get('selected_on', 'validation')}: "
+                          f"epoch {sel}, test {test[sel]:.3f}")
     orc = zsl.get("oracle") or {}
     if orc.get("epoch") is not None and orc["epoch"] < len(test):
         e = int(orc["epoch"])

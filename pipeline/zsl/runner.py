@@ -217,7 +217,7 @@ def _run(run: StageTwoRun) -> FitResult:
                         label_template=(tc.provenance.get("config") or {}).get("label_template") or "{}",
                         class_names=list(vc.class_names), split=dataclasses.asdict(sp),
                         class_sem=torch.from_numpy(class_sem), backbone_sha256=vc.backbone_sha256,
-                        backbone_arch=vc.backbone_arch, visual_dim=D, selected_epoch=res.validation.epoch,
+                        backbone_arch=vc.backbone_arch, visual_dim=D, selected_epoch=tst.selected.get("epoch", res.validation.epoch),
                         gamma=res.validation.gamma, gate_threshold=res.validation.gate_threshold)
             target = parent / split_slug(sp.id) if len(splits) > 1 else parent / "run"
             write_run(target, method=run.method, config=dict(record, split_id=sp.id, provenance=prov),
@@ -246,7 +246,9 @@ def tables(runs: list[dict]) -> str:
     """The printable sweep table of each run and, over several splits, the mean ± std of every headline number."""
     lines = []
     for m in runs:
-        lines.append(f"split {m['split']}: sweep (ZSL top-1; test columns at the val-selected epoch, the last "
+        at = "val-selected" if m["selection"].get("test_unit", "validation") == "validation" else \
+            "test-selected (oracle)"
+        lines.append(f"split {m['split']}: sweep (ZSL top-1; test columns at the {at} epoch, the last "
                      "epoch, and the test-selected oracle)")
         keys = list(m["sweep"][0]) if m["sweep"] else []
         keys = keys[:keys.index("val_acc")] if "val_acc" in keys else []
